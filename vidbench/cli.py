@@ -1,0 +1,46 @@
+"""`vidbench <command>`: the one command line that people and Snakemake rules both use.
+
+Each command lives in its own module, which defines `add_arguments(parser)` and `run(args)`;
+modules are imported only when their command runs, so `vidbench --help` stays fast.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from vidbench.errors import InputError
+
+COMMANDS = {
+    "synth": ("vidbench.data.synth", "generate a synthetic dataset in its real counterpart's layout"),
+    "prepare": ("vidbench.data.prepare", "turn an official dataset layout into the uniform index"),
+    "train": ("vidbench.train", "train one run (dataset x method x point x backbone x seed)"),
+    "evaluate": ("vidbench.evaluate", "evaluate a trained run and write metrics.json"),
+    "methods": ("vidbench.plugins_cli", "list the discovered methods and their operating points"),
+    "aggregate": ("analysis.aggregate", "collect every metrics.json into summary.csv"),
+    "tables": ("analysis.tables", "regenerate the paper's tables beside the published numbers"),
+    "plots": ("analysis.plots", "draw accuracy-vs-GFLOPs Pareto plots"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="vidbench", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    argv = sys.argv[1:] if argv is None else argv
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    for name, (module_name, help_text) in COMMANDS.items():
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        if name == chosen:
+            module = importlib.import_module(module_name)
+            module.add_arguments(sub)
+            sub.set_defaults(handler=module.run)
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args) or 0
+    except InputError as err:
+        print(f"vidbench {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

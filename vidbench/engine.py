@@ -1,0 +1,69 @@
+"""What training and evaluation share: seeding, building a run's model and data loaders from its spec."""
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vidbench import flops
+from vidbench.data.dataset import build_loader, num_classes
+from vidbench.plugins import get_method
+
+SPEC_FILE = "spec.json"
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def device_of(spec: dict) -> torch.device:
+    wanted = spec["train"].get("device", "auto")
+    if wanted == "auto":
+        wanted = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(wanted)
+
+
+def build_model(spec: dict):
+    """The run's model with its FLOP cost table attached (on the CPU)."""
+    data = spec["data"]
+    method = get_method(spec["method"])
+    model = method.build(spec["model"], backbone=spec["backbone"], num_classes=num_classes(data["prepared"]),
+                         num_segments=data["num_segments"])
+    return flops.attach(model, (data["num_segments"], 3, data["input_size"], data["input_size"]))
+
+
+def make_loader(spec: dict, split: str, train: bool, batch_size: int):
+    data = spec["data"]
+    return build_loader(data["prepared"], split, train=train, num_segments=data["num_segments"],
+                        input_size=data["input_size"], scale_size=data["scale_size"],
+                        flip=data["flip"] and train, batch_size=batch_size, workers=data["workers"],
+                        seed=spec["seed"], cache=data["cache"], mean=data["mean"], std=data["std"])
+
+
+def load_spec(run_dir) -> dict:
+    return json.loads((Path(run_dir) / SPEC_FILE).read_text())
+
+
+def spec_from_args(args) -> dict:
+    """A run spec from `--spec JSON`, or resolved from `--config` and the run's coordinates."""
+    if args.spec:
+        return json.loads(args.spec)
+    from vidbench.config import load_config, resolve_run
+
+    config = load_config(args.config)
+    return resolve_run(config, args.dataset, args.method, args.point, args.backbone, args.seed)
+
+
+def add_spec_arguments(parser) -> None:
+    parser.add_argument("--spec", help="fully resolved run spec as JSON (what the workflow passes)")
+    parser.add_argument("--config", default="workflow/config/default.yaml", help="workflow config to resolve from")
+    parser.add_argument("--dataset")
+    parser.add_argument("--method")
+    parser.add_argument("--point", default="default")
+    parser.add_argument("--backbone", default="resnet_tiny")
+    parser.add_argument("--seed", type=int, default=0)

@@ -1,0 +1,129 @@
+"""`vidbench evaluate`: one evaluator for every method; writes the run's metrics.json."""
+from __future__ import annotations
+
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from vidbench import io as vio
+from vidbench.engine import build_model, device_of, load_spec, make_loader, seed_everything
+from vidbench.plugins import get_method
+from vidbench.train import FINAL
+
+METRICS = "metrics.json"
+
+
+def collect(model, loader, device, progress) -> tuple[dict, int]:
+    """Per-video logits, labels, FLOPs and statistics over the whole split (concatenated on the CPU)."""
+    parts, skipped = {}, 0
+    with torch.no_grad():
+        for clips, labels, n_skipped in tqdm(loader, desc="evaluate", leave=False, disable=not progress,
+                                             file=sys.stderr):
+            skipped += n_skipped
+            if len(labels) == 0:
+                continue
+            out = model(clips.to(device))
+            batch = {"logits": out.logits, "labels": labels, "flops": out.flops,
+                     **{f"stats.{name}": value for name, value in out.stats.items()}}
+            for name, value in batch.items():
+                parts.setdefault(name, []).append(value.detach().float().cpu())
+    return {name: torch.cat(values) for name, values in parts.items()}, skipped
+
+
+def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
+    """Top-1 and Top-5 in percent."""
+    top5 = logits.topk(min(5, logits.shape[1]), 1).indices
+    return (100 * (top5[:, 0] == labels).float().mean().item(),
+            100 * (top5 == labels[:, None]).any(1).float().mean().item())
+
+
+def latency_ms(model, loader, device, videos: int) -> float:
+    """Median wall time of one video through the model (batch 1), after two warm-up passes."""
+    clip = next(c for c, labels, _ in loader if len(labels))[:1].to(device)
+    times = []
+    with torch.no_grad():
+        for i in range(videos + 2):
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            model(clip)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            if i >= 2:
+                times.append(1000 * (time.perf_counter() - start))
+    return statistics.median(times)
+
+
+def environment(device) -> dict:
+    packages = {name: _version(name) for name in ("torch", "av", "fvcore", "numpy", "snakemake")}
+    return {"python": platform.python_version(), "platform": platform.platform(), "packages": packages,
+            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+            "threads": torch.get_num_threads(), "git_commit": _git_commit()}
+
+
+def _version(name):
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _git_commit():
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
+                              cwd=Path(__file__).parent).stdout.strip() or None
+    except OSError:
+        return None
+
+
+def evaluate(run_dir, progress: bool = True) -> dict:
+    run_dir = Path(run_dir)
+    spec = load_spec(run_dir)
+    method = get_method(spec["method"])
+    torch.set_num_threads(spec["train"].get("threads", 1))
+    seed_everything(spec["seed"])
+    device = device_of(spec)
+    trained = torch.load(run_dir / FINAL, map_location="cpu", weights_only=False)
+    model = build_model(spec)
+    model.load_state_dict(trained["model"])
+    model.to(device).eval()
+    loader = make_loader(spec, "val", train=False, batch_size=spec["eval"]["batch_size"])
+    outputs, skipped = collect(model, loader, device, progress)
+    if not outputs:
+        raise RuntimeError(f"no readable validation video in {spec['data']['prepared']}")
+    top1, top5 = accuracy(outputs["logits"], outputs["labels"])
+    stats = {name.removeprefix("stats."): value.mean(0).tolist() for name, value in outputs.items()
+             if name.startswith("stats.")}
+    metrics = {
+        "run": {key: spec[key] for key in ("dataset", "method", "point", "backbone", "seed")},
+        "title": method.title, "paper_label": method.paper_label,
+        "top1": top1, "top5": top5,
+        "gflops": outputs["flops"].mean().item() / 1e9, "dense_gflops": model.dense_flops / 1e9,
+        "params_m": trained["params"] / 1e6, "train_time_s": trained["train_time_s"],
+        "latency_ms": latency_ms(model, loader, device, spec["eval"].get("latency_videos", 16)),
+        "num_videos": len(outputs["labels"]),
+        "unreadable": {"count": skipped + trained["skipped"], "eval": skipped, "train": trained["skipped"]},
+        "stats": model.summarize(stats) if hasattr(model, "summarize") else stats,
+        "config": spec, "environment": environment(device),
+    }
+    if hasattr(model, "eval_points"):  # methods that trade accuracy for FLOPs at test time (early exit)
+        metrics["eval_points"] = model.eval_points(outputs)
+    vio.write_json(run_dir / METRICS, metrics)
+    return metrics
+
+
+def add_arguments(parser):
+    parser.add_argument("--run", required=True, help="run directory written by `vidbench train`")
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def run(args):
+    metrics = evaluate(args.run, progress=not args.no_progress)
+    print(f"{args.run}: top1 {metrics['top1']:.2f}  top5 {metrics['top5']:.2f}  GFLOPs {metrics['gflops']:.4f}")

@@ -1,0 +1,93 @@
+"""Method plugin discovery: every directory under methods/ holding a method.yaml is a method.
+
+A method's id is its directory name. `method.yaml` holds its title, citation, model defaults and
+optional operating points; `model.py` holds `build(cfg, *, backbone, num_classes, num_segments)`.
+Directories whose name starts with "_" or "." (templates) are skipped.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from vidbench.errors import InputError
+
+MANIFEST_KEYS = {"title", "citation", "paper_label", "defaults", "operating_points", "requires", "description"}
+
+
+def methods_dir() -> Path:
+    """`$VIDBENCH_METHODS`, else the `methods/` directory of the project checkout."""
+    return Path(os.environ.get("VIDBENCH_METHODS", Path(__file__).resolve().parent.parent / "methods"))
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    path: Path
+    title: str
+    citation: str
+    paper_label: str
+    defaults: dict = field(default_factory=dict)
+    operating_points: dict = field(default_factory=lambda: {"default": {}})
+    requires: tuple = ()
+
+    def build(self, cfg: dict, **kwargs):
+        return _load_module(self).build(cfg, **kwargs)
+
+    def point_config(self, point: str) -> dict:
+        if point not in self.operating_points:
+            raise InputError(self.path / "method.yaml", f"unknown operating point {point!r} of method {self.name!r}",
+                             expected=f"one of {sorted(self.operating_points)}")
+        return {**self.defaults, **(self.operating_points[point] or {})}
+
+
+def _load_module(method: Method):
+    file = method.path / "model.py"
+    spec = importlib.util.spec_from_file_location(f"vidbench_methods.{method.name}", file)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if not callable(getattr(module, "build", None)):
+        raise InputError(file, "method module has no build() function", expected="def build(cfg, *, backbone, num_classes, num_segments)")
+    return module
+
+
+def load_manifest(path: Path) -> Method:
+    file = path / "method.yaml"
+    try:
+        data = yaml.safe_load(file.read_text()) or {}
+    except yaml.YAMLError as err:
+        line = err.problem_mark.line + 1 if getattr(err, "problem_mark", None) else None
+        raise InputError(file, f"invalid YAML: {err}", line=line) from err
+    if not isinstance(data, dict):
+        raise InputError(file, "manifest is not a mapping", expected="keys " + ", ".join(sorted(MANIFEST_KEYS)))
+    unknown = set(data) - MANIFEST_KEYS
+    if unknown:
+        raise InputError(file, f"unknown manifest keys {sorted(unknown)}", expected=f"keys among {sorted(MANIFEST_KEYS)}")
+    for key in ("title", "citation"):
+        if not isinstance(data.get(key), str):
+            raise InputError(file, f"missing or non-text {key!r}", expected=f"{key}: <text>")
+    if not (path / "model.py").is_file():
+        raise InputError(path / "model.py", "method directory has no model.py", expected="a module with build(...)")
+    points = data.get("operating_points") or {"default": {}}
+    return Method(name=path.name, path=path, title=data["title"], citation=data["citation"],
+                  paper_label=data.get("paper_label", data["title"]), defaults=data.get("defaults") or {},
+                  operating_points=points, requires=tuple(data.get("requires") or ()))
+
+
+def discover(root: Path | None = None) -> dict[str, Method]:
+    root = Path(root) if root else methods_dir()
+    found = {}
+    for path in sorted(root.iterdir()):
+        if path.is_dir() and not path.name.startswith(("_", ".")) and (path / "method.yaml").is_file():
+            found[path.name] = load_manifest(path)
+    return found
+
+
+def get_method(name: str, root: Path | None = None) -> Method:
+    methods = discover(root)
+    if name not in methods:
+        raise InputError(root or methods_dir(), f"unknown method {name!r}", expected=f"one of {sorted(methods)}")
+    return methods[name]

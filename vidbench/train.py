@@ -1,0 +1,142 @@
+"""`vidbench train`: one training loop for every method.
+
+Checkpoints after every epoch and resumes from the last one when rerun; the final `model.pt` is written
+only when training has finished, atomically, so Snakemake never sees a half-trained run as done.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import math
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from vidbench import io as vio
+from vidbench.engine import (SPEC_FILE, add_spec_arguments, build_model, device_of, make_loader, seed_everything,
+                             spec_from_args)
+from vidbench.flops import count_params
+
+CHECKPOINT, FINAL, LOG = "checkpoint.pt", "model.pt", "log.csv"
+LOG_FIELDS = ["epoch", "lr", "loss", "top1", "gflops", "seconds", "skipped"]
+
+
+class TrainingError(RuntimeError):
+    pass
+
+
+def param_groups(model, weight_decay: float):
+    """Weight decay on conv and linear weights only, none on biases and BatchNorm (as the released recipe)."""
+    decay, no_decay = [], []
+    for param in model.parameters():
+        if param.requires_grad:
+            (decay if param.ndim > 1 else no_decay).append(param)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def make_optimizer(model, cfg):
+    groups = param_groups(model, cfg["weight_decay"])
+    if cfg["optimizer"] == "adam":
+        return torch.optim.Adam(groups, lr=cfg["lr"])
+    return torch.optim.SGD(groups, lr=cfg["lr"], momentum=cfg["momentum"])
+
+
+def write_log(path: Path, history: list[dict]) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=LOG_FIELDS)
+    writer.writeheader()
+    writer.writerows(history)
+    vio.write_text(path, buffer.getvalue())
+
+
+def train_epoch(model, loader, optimizer, cfg, device, epoch, progress):
+    model.train()
+    totals = {"loss": 0.0, "correct": 0, "flops": 0.0, "videos": 0, "skipped": 0}
+    bar = tqdm(loader, desc=f"epoch {epoch + 1}", leave=False, disable=not progress, file=sys.stderr)
+    for step, (clips, labels, skipped) in enumerate(bar):
+        totals["skipped"] += skipped
+        if len(labels) == 0:
+            continue
+        clips, labels = clips.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+        out = model(clips)
+        loss = F.cross_entropy(out.logits, labels) + sum(out.losses.values(), torch.zeros((), device=device))
+        if not math.isfinite(loss.item()):
+            raise TrainingError(f"loss is {loss.item()} at epoch {epoch + 1}, step {step + 1}: training diverged "
+                                f"(try a lower lr); the last good checkpoint is kept")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.get("clip_grad"):
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg["clip_grad"])
+        optimizer.step()
+        totals["loss"] += loss.item() * len(labels)
+        totals["correct"] += (out.logits.argmax(1) == labels).sum().item()
+        totals["flops"] += out.flops.sum().item()
+        totals["videos"] += len(labels)
+        bar.set_postfix(loss=f"{loss.item():.3f}")
+    return totals
+
+
+def check_unreadable(skipped: int, dataset_size: int, limit: float):
+    if skipped > limit * dataset_size:
+        raise TrainingError(f"{skipped} of {dataset_size} training videos were unreadable (more than "
+                            f"{limit:.0%}); see the prepare report for the list")
+
+
+def train(spec: dict, run_dir, progress: bool = True) -> dict:
+    run_dir = Path(run_dir)
+    cfg = spec["train"]
+    torch.set_num_threads(cfg.get("threads", 1))
+    vio.write_json(run_dir / SPEC_FILE, spec)
+    seed_everything(spec["seed"])
+    device = device_of(spec)
+    model = build_model(spec).to(device)
+    optimizer = make_optimizer(model, cfg)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, cfg["lr_steps"], cfg["lr_gamma"])
+    loader = make_loader(spec, "train", train=True, batch_size=cfg["batch_size"])
+    state = {"epoch": 0, "history": [], "seconds": 0.0, "skipped": 0}
+    checkpoint = run_dir / CHECKPOINT
+    if checkpoint.exists():
+        saved = torch.load(checkpoint, map_location=device, weights_only=False)
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        state = saved["state"]
+        print(f"resuming {run_dir} after epoch {state['epoch']}", file=sys.stderr)
+    for epoch in range(state["epoch"], cfg["epochs"]):
+        seed_everything(spec["seed"] * 1009 + epoch)  # an epoch's draws do not depend on where training resumed
+        started = time.perf_counter()
+        totals = train_epoch(model, loader, optimizer, cfg, device, epoch, progress)
+        lr = optimizer.param_groups[0]["lr"]
+        scheduler.step()
+        seconds = time.perf_counter() - started
+        state["skipped"] += totals["skipped"]
+        check_unreadable(totals["skipped"], len(loader.dataset), cfg.get("max_unreadable", 0.01))
+        videos = max(totals["videos"], 1)
+        state["history"].append({"epoch": epoch + 1, "lr": lr, "loss": round(totals["loss"] / videos, 5),
+                                 "top1": round(100 * totals["correct"] / videos, 2),
+                                 "gflops": round(totals["flops"] / videos / 1e9, 6), "seconds": round(seconds, 2),
+                                 "skipped": totals["skipped"]})
+        state["epoch"], state["seconds"] = epoch + 1, state["seconds"] + seconds
+        vio.save_torch({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(), "state": state}, checkpoint)
+        write_log(run_dir / LOG, state["history"])
+    result = {"spec": spec, "model": model.state_dict(), "params": count_params(model),
+              "train_time_s": state["seconds"], "skipped": state["skipped"], "history": state["history"]}
+    vio.save_torch(result, run_dir / FINAL)
+    checkpoint.unlink(missing_ok=True)
+    return result
+
+
+def add_arguments(parser):
+    add_spec_arguments(parser)
+    parser.add_argument("--out", help="run directory (default: the spec's run_dir)")
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def run(args):
+    spec = spec_from_args(args)
+    train(spec, args.out or spec["run_dir"], progress=not args.no_progress)
