@@ -24,7 +24,7 @@ def test_tsn_flops_match_paper(backbone, gflops):
 def test_lstm_r50_params_and_flops():
     model = build("lstm", "resnet50")
     assert round(count_params(model) / 1e6, 2) == 28.84
-    cell = 8 * 4 * 512 * (2048 + 512)  # fvcore cannot see the LSTM cell: counted explicitly
+    cell = 8 * 4 * 512 * (2048 + 512)  # counted once, whether or not fvcore sees the cell
     assert model.dense_flops == pytest.approx(build("tsn", "resnet50").dense_flops - 8 * 2048 * 174 + 8 * 512 * 174
                                               + cell, rel=1e-6)
 

@@ -32,6 +32,14 @@ def backbone_names() -> list[str]:
     return sorted(_BACKBONES)
 
 
+def per_backbone(value, backbone: str):
+    """A value written per backbone, {resnet18: v, resnet50: v, default: v}, -> this backbone's v
+    (the `default` entry, else None, when the backbone is not listed); other values unchanged."""
+    if isinstance(value, dict) and value and set(value) <= set(_BACKBONES) | {"default"}:
+        return value.get(backbone, value.get("default"))
+    return value
+
+
 def create_backbone(name: str, **kwargs) -> "ResNet":
     if name not in _BACKBONES:
         raise InputError("backbone", f"unknown backbone {name!r}", expected=f"one of {backbone_names()}")

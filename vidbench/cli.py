@@ -20,6 +20,7 @@ COMMANDS = {
     "aggregate": ("analysis.aggregate", "collect every metrics.json into summary.csv"),
     "tables": ("analysis.tables", "regenerate the paper's tables beside the published numbers"),
     "plots": ("analysis.plots", "draw accuracy-vs-GFLOPs Pareto plots"),
+    "policy-plots": ("analysis.policy_plots", "draw AdaFuse's policy distributions (paper Figures 3 and 4)"),
 }
 
 

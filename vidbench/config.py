@@ -19,6 +19,7 @@ from pathlib import Path
 import yaml
 
 from vidbench.errors import InputError
+from vidbench.backbones import per_backbone
 from vidbench.plugins import Method, discover, methods_dir
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -267,7 +268,7 @@ def selected_methods(config: dict, methods: dict[str, Method] | None = None) -> 
 
 
 def selected_points(config: dict, method: Method) -> list[str]:
-    return list((config.get("points") or {}).get(method.name) or method.operating_points)
+    return list((config.get("points") or {}).get(method.name) or method.default_points)
 
 
 def runs(config: dict, methods: dict[str, Method] | None = None) -> list[tuple]:
@@ -319,7 +320,9 @@ def resolve_run(config: dict, dataset: str, method: str, point: str, backbone: s
     """The fully resolved, JSON-serialisable spec of one run.
 
     model = method.yaml defaults < operating point < config `model` < dataset `model`
-            < dataset `methods.<method>`; data/train/eval = config section < dataset section.
+            < dataset `methods.<method>`, values written per backbone picked for this backbone;
+    data/train/eval = config section < dataset section. `requires` ({method: its metrics.json}) is
+    given at the top level and, when not empty, in `model` too (where the method's build() reads it).
     """
     found = _methods(methods)
     src = _source(config)
@@ -334,13 +337,14 @@ def resolve_run(config: dict, dataset: str, method: str, point: str, backbone: s
     model = dict(plugin.point_config(point))
     for layer in (config["model"], entry.get("model") or {}, (entry.get("methods") or {}).get(method) or {}):
         model.update(copy.deepcopy(layer))
-    if isinstance(model.get("pretrained"), dict):
-        model["pretrained"] = model["pretrained"].get(backbone)
+    model = {key: per_backbone(value, backbone) for key, value in model.items()}
     data = {**copy.deepcopy(config["data"]), **copy.deepcopy(entry.get("data") or {}),
             "format": entry["format"], "root": _dataset_root(config, dataset),
             "synthetic": "synthetic" in entry, "prepared": f"{config['data_dir']}/prepared/{dataset}"}
     requires = {req: run_dir(config, *run) + "/metrics.json"
                 for req, run in requirements(config, dataset, method, point, backbone, seed, found).items()}
+    if requires:
+        model["requires"] = dict(requires)  # also where build(cfg) sees it
     return {
         "dataset": dataset, "method": method, "point": point, "backbone": backbone, "seed": int(seed),
         "title": plugin.title, "paper_label": plugin.paper_label,

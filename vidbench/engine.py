@@ -1,6 +1,7 @@
 """What training and evaluation share: seeding, building a run's model and data loaders from its spec."""
 from __future__ import annotations
 
+import ctypes
 import json
 import random
 from pathlib import Path
@@ -13,6 +14,18 @@ from vidbench.data.dataset import build_loader, num_classes
 from vidbench.plugins import get_method
 
 SPEC_FILE = "spec.json"
+
+
+def keep_freed_memory() -> None:
+    """Stop glibc from returning each freed activation to the OS: with small CPU models, mapping and
+    unmapping megabyte buffers every step (page faults, system time) costs more than the convolutions."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc
+        return
+    m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3
+    for option in (m_trim_threshold, m_top_pad, m_mmap_threshold):
+        libc.mallopt(option, 256 * 2**20)
 
 
 def seed_everything(seed: int) -> None:

@@ -13,7 +13,7 @@ import torch
 from tqdm import tqdm
 
 from vidbench import io as vio
-from vidbench.engine import build_model, device_of, load_spec, make_loader, seed_everything
+from vidbench.engine import build_model, device_of, keep_freed_memory, load_spec, make_loader, seed_everything
 from vidbench.plugins import get_method
 from vidbench.train import FINAL
 
@@ -88,6 +88,7 @@ def evaluate(run_dir, progress: bool = True) -> dict:
     spec = load_spec(run_dir)
     method = get_method(spec["method"])
     torch.set_num_threads(spec["train"].get("threads", 1))
+    keep_freed_memory()
     seed_everything(spec["seed"])
     device = device_of(spec)
     trained = torch.load(run_dir / FINAL, map_location="cpu", weights_only=False)

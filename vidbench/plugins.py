@@ -13,9 +13,11 @@ from pathlib import Path
 
 import yaml
 
+from vidbench.backbones import per_backbone
 from vidbench.errors import InputError
 
-MANIFEST_KEYS = {"title", "citation", "paper_label", "defaults", "operating_points", "requires", "description"}
+MANIFEST_KEYS = {"title", "citation", "paper_label", "defaults", "operating_points", "default_points", "requires",
+                 "description"}
 
 
 def methods_dir() -> Path:
@@ -33,9 +35,12 @@ class Method:
     defaults: dict = field(default_factory=dict)
     operating_points: dict = field(default_factory=lambda: {"default": {}})
     requires: tuple = ()
+    default_points: tuple = ("default",)  # the points a run takes unless its config lists others
 
-    def build(self, cfg: dict, **kwargs):
-        return _load_module(self).build(cfg, **kwargs)
+    def build(self, cfg: dict, *, backbone: str, **kwargs):
+        """The method's model; options written per backbone ({resnet50: v, default: v}) are resolved first."""
+        cfg = {key: per_backbone(value, backbone) for key, value in cfg.items()}
+        return _load_module(self).build(cfg, backbone=backbone, **kwargs)
 
     def point_config(self, point: str) -> dict:
         if point not in self.operating_points:
@@ -72,9 +77,15 @@ def load_manifest(path: Path) -> Method:
     if not (path / "model.py").is_file():
         raise InputError(path / "model.py", "method directory has no model.py", expected="a module with build(...)")
     points = data.get("operating_points") or {"default": {}}
+    default_points = tuple(data.get("default_points") or points)
+    unknown_points = set(default_points) - set(points)
+    if unknown_points:
+        raise InputError(file, f"default_points names unknown operating points {sorted(unknown_points)}",
+                         expected=f"names among {sorted(points)}")
     return Method(name=path.name, path=path, title=data["title"], citation=data["citation"],
                   paper_label=data.get("paper_label", data["title"]), defaults=data.get("defaults") or {},
-                  operating_points=points, requires=tuple(data.get("requires") or ()))
+                  operating_points=points, default_points=default_points,
+                  requires=tuple(data.get("requires") or ()))
 
 
 def discover(root: Path | None = None) -> dict[str, Method]:

@@ -17,8 +17,8 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from vidbench import io as vio
-from vidbench.engine import (SPEC_FILE, add_spec_arguments, build_model, device_of, make_loader, seed_everything,
-                             spec_from_args)
+from vidbench.engine import (SPEC_FILE, add_spec_arguments, build_model, device_of, keep_freed_memory, make_loader,
+                             seed_everything, spec_from_args)
 from vidbench.flops import count_params
 
 CHECKPOINT, FINAL, LOG = "checkpoint.pt", "model.pt", "log.csv"
@@ -40,9 +40,9 @@ def param_groups(model, weight_decay: float):
 
 def make_optimizer(model, cfg):
     groups = param_groups(model, cfg["weight_decay"])
-    if cfg["optimizer"] == "adam":
-        return torch.optim.Adam(groups, lr=cfg["lr"])
-    return torch.optim.SGD(groups, lr=cfg["lr"], momentum=cfg["momentum"])
+    if cfg["optimizer"] == "sgd":
+        return torch.optim.SGD(groups, lr=cfg["lr"], momentum=cfg["momentum"])
+    return {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[cfg["optimizer"]](groups, lr=cfg["lr"])
 
 
 def write_log(path: Path, history: list[dict]) -> None:
@@ -90,6 +90,7 @@ def train(spec: dict, run_dir, progress: bool = True) -> dict:
     run_dir = Path(run_dir)
     cfg = spec["train"]
     torch.set_num_threads(cfg.get("threads", 1))
+    keep_freed_memory()
     vio.write_json(run_dir / SPEC_FILE, spec)
     seed_everything(spec["seed"])
     device = device_of(spec)

@@ -1,0 +1,24 @@
+# vidbench: efficient video action recognition, reproduced end to end.
+#   snakemake --cores 2                        # the default config (synthetic data, every method)
+#   snakemake -n                               # the whole plan
+#   snakemake --profile workflow/profiles/slurm --configfile my.yaml
+# A --configfile replaces default.yaml (it is not merged into it); --config KEY=VALUE overrides one key.
+# DAG: synth -> prepare -> train -> evaluate -> aggregate -> tables, plots (rules in workflow/rules/).
+
+configfile: "workflow/config/default.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    input:
+        SUMMARY,
+        TABLE_FILES,
+        PLOT_FILES,
+        POLICY_PLOT_FILES if POLICY_RUNS else [],
+    default_target: True

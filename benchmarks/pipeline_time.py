@@ -1,0 +1,88 @@
+"""Time the default pipeline from scratch and check the separations the synthetic suite must show.
+
+    python benchmarks/pipeline_time.py [--cores 2] [--workdir /tmp/vidbench-bench]
+
+Runs `snakemake --cores N` with fresh data and results directories, prints the wall time against the
+10-minute budget, then the checks on results/summary.csv (default operating points, mean over seeds):
+TSM and LSTM beat TSN by >= 15 Top-1 points on each temporal dataset; TSN is within 5 points of the best
+on synth-minikinetics; AdaFuse spends <= 80% of TSN's GFLOPs everywhere, beats TSN by >= 10 points on
+the temporal datasets, and reuses more (reuse/keep) on each temporal dataset than on synth-minikinetics;
+the random policy lands within 5% of AdaFuse's GFLOPs.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+BUDGET_S = 600
+TEMPORAL = ("synth-sthv1", "synth-sthv2", "synth-jester")
+APPEARANCE = "synth-minikinetics"
+
+
+def run_pipeline(cores: int, workdir: Path) -> float:
+    shutil.rmtree(workdir, ignore_errors=True)
+    command = ["snakemake", "--cores", str(cores), "--quiet", "rules",
+               "--config", f"results={workdir}/results", f"data_dir={workdir}/data"]
+    start = time.perf_counter()
+    subprocess.run(command, check=True)
+    return time.perf_counter() - start
+
+
+def checks(summary: pd.DataFrame) -> list[tuple[str, bool]]:
+    main = summary[summary["point"] == "default"].groupby(["dataset", "method"]).mean(numeric_only=True)
+    top1, gflops = main["top1"], main["gflops"]
+    methods = set(main.index.get_level_values("method"))
+    results = []
+
+    def check(text, ok):
+        results.append((text, bool(ok)))
+
+    for dataset in TEMPORAL:
+        for method in {"tsm", "lstm", "adafuse"} & methods:
+            margin = 10 if method == "adafuse" else 15
+            gap = top1[dataset, method] - top1[dataset, "tsn"]
+            check(f"{dataset}: {method} - tsn = {gap:+.1f} top-1 points (>= {margin})", gap >= margin)
+    if APPEARANCE in main.index.get_level_values("dataset"):
+        best = top1[APPEARANCE].max()
+        check(f"{APPEARANCE}: best - tsn = {best - top1[APPEARANCE, 'tsn']:.1f} points (<= 5)",
+              best - top1[APPEARANCE, "tsn"] <= 5)
+    for dataset in main.index.get_level_values("dataset").unique():
+        if "adafuse" in methods:
+            share = gflops[dataset, "adafuse"] / gflops[dataset, "tsn"]
+            check(f"{dataset}: adafuse spends {share:.0%} of tsn's GFLOPs (<= 80%)", share <= 0.8)
+        if "random" in methods:
+            off = abs(gflops[dataset, "random"] / gflops[dataset, "adafuse"] - 1)
+            check(f"{dataset}: random is {off:.1%} off adafuse's GFLOPs (<= 5%)", off <= 0.05)
+    if "adafuse" in methods and "policy_reuse_over_keep" in main.columns:
+        quotient = main["policy_reuse_over_keep"]
+        for dataset in TEMPORAL:
+            q, k = quotient[dataset, "adafuse"], quotient[APPEARANCE, "adafuse"]
+            check(f"{dataset}: adafuse reuse/keep {q:.3f} > {APPEARANCE}'s {k:.3f}", q > k)
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cores", type=int, default=2)
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/vidbench-bench"))
+    parser.add_argument("--summary", type=Path, help="only run the checks on an existing summary.csv")
+    args = parser.parse_args()
+    if args.summary is None:
+        seconds = run_pipeline(args.cores, args.workdir)
+        print(f"default pipeline: {seconds:.0f} s on {args.cores} cores (budget {BUDGET_S} s): "
+              f"{'PASS' if seconds <= BUDGET_S else 'FAIL'}")
+        args.summary = args.workdir / "results" / "summary.csv"
+    results = checks(pd.read_csv(args.summary))
+    for text, ok in results:
+        print(f"{'PASS' if ok else 'FAIL'}  {text}")
+    return 0 if all(ok for _, ok in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""Threshold: per frame, keep the top fraction of conv1's output channels by mean |activation|; skip the rest."""
+import torch
+
+from vidbench.model import make_backbone
+from vidbench.policy import KEEP, SKIP, PolicyClassifier, PolicyHook, eq5_flops, install_policies, one_hot
+
+
+class TopChannels(PolicyHook):
+    def __init__(self, num_segments, keep_ratio):
+        super().__init__(num_segments)
+        if not 0 < keep_ratio <= 1:
+            raise ValueError(f"keep_ratio must be in (0, 1], not {keep_ratio}")
+        self.keep_ratio = keep_ratio
+
+    def decide(self, out, branch):
+        score = out.detach().abs().mean((2, 3))                      # [N*T, C]
+        keep = max(1, round(self.keep_ratio * self.channels))  # channels: set by install_policies
+        index = torch.full_like(score, SKIP, dtype=torch.long)
+        index.scatter_(1, score.topk(keep, 1).indices, KEEP)
+        return one_hot(index, out.dtype)
+
+
+class ThresholdClassifier(PolicyClassifier):
+    def __init__(self, *args, charge_ranking=False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.charge_ranking = charge_ranking
+
+    def saved_flops(self, hooks):
+        if not self.charge_ranking:
+            return super().saved_flops(hooks)
+        # conv1 is computed densely to rank its channels: only conv2's input savings count
+        saved = 0.0
+        for hook in hooks:
+            conv2 = self.cost(hook.conv2_name)
+            saved = saved + conv2 - eq5_flops(hook.actions, 0.0, conv2 / self.num_segments)
+        return saved
+
+
+def build(cfg, *, backbone, num_classes, num_segments):
+    model = ThresholdClassifier(make_backbone(backbone, cfg), num_classes, num_segments, cfg["dropout"],
+                                charge_ranking=cfg.get("charge_ranking", False))
+    install_policies(model, lambda name, block: TopChannels(num_segments, cfg["keep_ratio"]), cfg["stages"])
+    return model

@@ -1,0 +1,181 @@
+"""summary.csv from fake metrics.json files, the paper tables and the Pareto plots."""
+from __future__ import annotations
+
+import json
+import math
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+
+from analysis import aggregate, plots, tables
+from vidbench.errors import InputError
+
+
+def fake_metrics(root, dataset, method, point="default", backbone="resnet_tiny", seed=0, *, top1=30.0,
+                 gflops=1.0, paper_label=None, stats=None, eval_points=None, model=None):
+    run_dir = root / "runs" / dataset / method / point / backbone / f"seed{seed}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    data = {
+        "run": {"dataset": dataset, "method": method, "point": point, "backbone": backbone, "seed": seed},
+        "title": method.upper(), "paper_label": paper_label or method.upper(),
+        "top1": top1, "top5": top1 + 20, "gflops": gflops, "params_m": 0.5, "train_time_s": 3.0,
+        "latency_ms": 2.0, "num_videos": 20, "unreadable": {"count": 1, "items": ["x"]},
+        "stats": stats or {}, "config": {"model": model or {"dropout": 0.5}}, "environment": {"torch": "2"},
+    }
+    if eval_points is not None:
+        data["eval_points"] = eval_points
+    (run_dir / "metrics.json").write_text(json.dumps(data))
+    return run_dir / "metrics.json"
+
+
+@pytest.fixture
+def results(tmp_path):
+    root = tmp_path / "results"
+    for seed, top1 in ((0, 10.0), (1, 14.0)):
+        fake_metrics(root, "synth-sthv1", "tsn", seed=seed, top1=top1, gflops=2.0, paper_label="TSN")
+    # AdaFuse as methods/adafuse writes it: paper_label "AdaFuse", points named after published rows,
+    # policy fractions at the top of stats, per-backbone model values
+    fake_metrics(root, "synth-sthv1", "adafuse", top1=40.0, gflops=1.5, paper_label="AdaFuse",
+                 stats={"skip": 0.2, "reuse": 0.3, "keep": 0.5, "per_block": [{"block": "b1", "skip": 0.1}]},
+                 model={"lam": {"resnet_tiny": 2.0, "default": 0.1}, "hidden": 512})
+    fake_metrics(root, "synth-sthv1", "adafuse", point="lam-lo", top1=42.0, gflops=1.8, paper_label="AdaFuse",
+                 model={"lam": 0.05, "hidden": 512})
+    fake_metrics(root, "synth-sthv1", "adafuse", point="reuse-only", top1=35.0, gflops=1.9, paper_label="AdaFuse",
+                 stats={"skip": 0.0, "reuse": 0.4, "keep": 0.6})
+    fake_metrics(root, "synth-sthv1", "adaskip", top1=9.0, gflops=0.8, paper_label="Ada. Skip",
+                 stats={"policy": {"skip": 0.5, "reuse": 0.0, "keep": 0.5}})
+    fake_metrics(root, "synth-jester", "early_exit", top1=60.0, gflops=1.2, paper_label="Early exit",
+                 eval_points=[{"point": "t0.5", "top1": 50.0, "gflops": 0.6, "exit_rate": 0.7},
+                              {"point": "t0.9", "top1": 58.0, "top5": 80.0, "gflops": 0.9}])
+    fake_metrics(root, "synth-sthv2", "adafuse", point="tsm-last", backbone="resnet50", top1=55.0, gflops=3.0,
+                 paper_label="AdaFuse", model={"hidden": {"resnet50": 1024, "default": 32}, "lam": 0.075},
+                 stats={"skip": 0.15, "reuse": 0.13, "keep": 0.72})
+    fake_metrics(root, "synth-sthv2", "adafuse_tsm_last", point="h64", backbone="resnet50", top1=50.0, gflops=2.5,
+                 paper_label="AdaFuse-TSM+Last", model={"hidden": 64, "lam": 0.1},
+                 stats={"policy": {"skip": 0.15, "reuse": 0.13, "keep": 0.72}})
+    return root
+
+
+@pytest.fixture
+def summary(results):
+    out = results / "summary.csv"
+    aggregate.run(SimpleNamespace(runs=[str(results / "runs")], metrics=[], out=str(out)))
+    return out
+
+
+def test_aggregate_rows_and_eval_points(summary):
+    frame = pd.read_csv(summary, dtype={"point": str})
+    assert len(frame) == 11  # 9 runs + 2 eval points
+    ee = frame[frame["method"] == "early_exit"].set_index("point")
+    assert set(ee.index) == {"default", "t0.5", "t0.9"}
+    assert ee.loc["t0.5", "top1"] == 50.0 and ee.loc["t0.5", "gflops"] == 0.6
+    assert ee.loc["t0.5", "trained_point"] == "default" and ee.loc["t0.5", "exit_rate"] == 0.7
+    assert math.isnan(ee.loc["t0.5", "top5"]) and ee.loc["t0.9", "top5"] == 80.0
+    assert ee.loc["t0.5", "params_m"] == 0.5
+    ada = frame[(frame["method"] == "adafuse") & (frame["point"] == "default")].iloc[0]
+    assert ada["skip"] == 0.2 and ada["keep"] == 0.5 and ada["cfg_lam"] == 2.0  # resnet_tiny's value
+    assert "per_block" not in frame.columns and "policy_per_block" not in frame.columns
+    h64 = frame[frame["point"] == "h64"].iloc[0]
+    assert h64["policy_skip"] == 0.15 and h64["cfg_hidden"] == 64
+    assert ada["unreadable"] == 1
+    for col in aggregate.COLUMNS:
+        assert col in frame.columns
+    assert not list(summary.parent.glob(".summary.csv.*"))  # no temporary left behind
+
+
+def test_aggregate_malformed_metrics_names_file(tmp_path):
+    bad = tmp_path / "runs" / "x" / "metrics.json"
+    bad.parent.mkdir(parents=True)
+    bad.write_text('{"run": {"dataset": "d"}, ')
+    with pytest.raises(InputError, match="metrics.json.*malformed JSON"):
+        aggregate.collect([bad])
+    bad.write_text(json.dumps({"run": {"dataset": "d", "method": "m", "point": "p", "backbone": "b", "seed": 0},
+                               "top1": "high", "gflops": 1}))
+    with pytest.raises(InputError, match=r"metrics.json: top1 is 'high'"):
+        aggregate.collect([bad])
+    bad.write_text(json.dumps({"top1": 1}))
+    with pytest.raises(InputError, match=r"missing keys \['run', 'gflops'\]"):
+        aggregate.collect([bad])
+
+
+def test_aggregate_empty_and_duplicates(tmp_path, results):
+    out = tmp_path / "empty.csv"
+    aggregate.write_csv(aggregate.collect([]), out)
+    assert list(pd.read_csv(out).columns)[:5] == list(aggregate.RUN_KEYS)
+    one = next(results.rglob("metrics.json"))
+    with pytest.raises(InputError, match="duplicate summary row"):
+        aggregate.collect([one, one])
+
+
+def test_tables_published_beside_reproduced(summary, tmp_path):
+    out = tmp_path / "tables"
+    tables.run(SimpleNamespace(summary=str(summary), out=str(out), tables=None))
+    for name in tables.table_names():
+        assert (out / f"{name}.md").is_file() and (out / f"{name}.csv").is_file()
+    t1 = pd.read_csv(out / "table1.csv", dtype=str, keep_default_na=False)
+    tsn = t1[(t1["method"] == "TSN") & (t1["backbone"] == "ResNet18")].iloc[0]
+    assert tsn["paper_top1"] == "14.8" and float(tsn["top1"]) == 12.0 and tsn["n"] == "2"
+    assert tsn["run_backbone"] == "resnet_tiny" and tsn["run_dataset"] == "synth-sthv1"
+    ada = t1[(t1["method"] == "AdaFuse-TSN") & (t1["backbone"] == "ResNet18")]
+    assert list(ada["run_point"]) == ["default"] and float(ada["top1"].iloc[0]) == 40.0  # not lam-lo/reuse-only
+    cg = t1[t1["method"] == "CGNet"].iloc[0]
+    assert cg["paper_gflops"] == "11.2" and cg["gflops"] == "" and cg["n"] == "0"
+    inc = t1[t1["backbone"] == "BN-Inception"]
+    assert (inc["n"] == "0").all()
+    md = (out / "table1.md").read_text()
+    assert "synth-sthv1" in md and "not comparable" in md and "resnet_tiny stands in for ResNet18" in md
+    assert "| 14.8 | 12.00 |" in md
+
+    t6 = pd.read_csv(out / "table6.csv", dtype=str, keep_default_na=False).set_index("method")
+    assert float(t6.loc["AdaFuse-TSN-R18", "skip_pct"]) == pytest.approx(20.0)
+    assert float(t6.loc["Ada.Skip", "top1"]) == 9.0 and t6.loc["Ada.Skip", "paper_top1"] == "9.5"
+    assert t6.loc["Ada.Reuse", "run_point"] == "reuse-only" and float(t6.loc["Ada.Reuse", "reuse_pct"]) == 40.0
+    assert t6.loc["Random", "n"] == "0"
+
+    t7 = pd.read_csv(out / "table7.csv", dtype=str, keep_default_na=False)
+    hit = t7[(t7["hidden_units"] == "1024") & (t7["lambda"] == "0.075")].iloc[0]
+    assert float(hit["top1"]) == 55.0 and hit["paper_top1"] == "59.75" and float(hit["reuse_pct"]) == pytest.approx(13)
+    assert hit["run_point"] == "tsm-last"
+    extra = t7[t7["paper_top1"] == ""]
+    assert list(extra["hidden_units"]) == ["64"] and float(extra["top1"].iloc[0]) == 50.0
+
+    t5 = pd.read_csv(out / "table5.csv", dtype=str, keep_default_na=False)
+    assert set(t5["dataset"]) == {"sthv1", "sthv2"}
+    i3d = t5[t5["method"] == "I3D"]
+    assert list(i3d["dataset"]) == ["sthv1"]  # no published V2 numbers -> no V2 row
+    tsm_last = t5[(t5["method"] == "AdaFuse-TSM+Last") & (t5["dataset"] == "sthv2")].iloc[0]
+    assert tsm_last["paper_top1"] == "59.8" and float(tsm_last["top1"]) == 55.0
+
+    t3 = pd.read_csv(out / "table3.csv", dtype=str, keep_default_na=False)
+    assert len(t3) >= 24 and (t3[t3["dataset"] == "jester"]["n"] == "0").all()
+
+
+def test_tables_without_runs(tmp_path):
+    out = tmp_path / "summary.csv"
+    aggregate.write_csv([], out)
+    tables.run(SimpleNamespace(summary=str(out), out=str(tmp_path / "t"), tables=None))
+    md = (tmp_path / "t" / "table3.md").read_text()
+    assert "published numbers only" in md and "| 82.6 |" in md
+    tables.check_published()
+
+
+def test_pareto_front_hand_example():
+    #            0    1    2    3    4    5
+    gflops = [1.0, 2.0, 2.0, 3.0, 0.5, 4.0]
+    top1 = [10.0, 20.0, 15.0, 18.0, 5.0, 30.0]
+    # 2 dominated by 1 (same cost, lower acc); 3 dominated by 1 (more cost, lower acc)
+    assert plots.pareto_front(gflops, top1) == [4, 0, 1, 5]
+    assert plots.pareto_front([1.0, 1.0], [5.0, 5.0]) == [0]
+    assert plots.pareto_front([], []) == []
+
+
+def test_plots_written_for_every_dataset(summary, tmp_path):
+    out = tmp_path / "plots"
+    plots.run(SimpleNamespace(summary=str(summary), out=str(out),
+                              datasets=["synth-sthv1", "synth-jester", "synth-sthv2", "synth-minikinetics"]))
+    for ds in ("synth-sthv1", "synth-jester", "synth-sthv2", "synth-minikinetics"):
+        for ext in ("png", "pdf"):
+            assert (out / f"pareto_{ds}.{ext}").stat().st_size > 1000
+    frame = plots.points(pd.read_csv(summary, dtype={"point": str}), "synth-jester")
+    assert list(frame["gflops"]) == [0.6, 0.9, 1.2]

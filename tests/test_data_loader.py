@@ -1,0 +1,169 @@
+"""Clip loader: segment sampling, crops, shapes, caching, skipping unreadable samples, determinism."""
+from __future__ import annotations
+
+import logging
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from fixtures_data import tiny_root
+
+from vidbench.data import dataset as ds
+from vidbench.data import transforms as tf
+from vidbench.data.prepare import prepare
+
+MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
+KW = dict(num_segments=8, input_size=32, scale_size=36, mean=MEAN, std=STD)
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    out = {}
+    for fmt in ("sthv1", "sthv2", "minikinetics"):
+        out[fmt] = tmp_path_factory.mktemp(f"prep-{fmt}")
+        prepare(fmt, tiny_root(fmt, tmp_path_factory), out[fmt], quiet=True)
+    return out
+
+
+def test_eval_indices_are_segment_centres():
+    assert ds.sample_indices(16, 8, False).tolist() == [1, 3, 5, 7, 9, 11, 13, 15]
+    assert ds.sample_indices(8, 8, False).tolist() == list(range(8))
+    assert ds.sample_indices(20, 4, False).tolist() == [2, 7, 12, 17]
+    n, t = 13, 8
+    assert ds.sample_indices(n, t, False).tolist() == [int((i + 0.5) * n / t) for i in range(t)]
+    # shorter than T: frames repeat in order
+    short = ds.sample_indices(3, 8, False).tolist()
+    assert short == sorted(short) and set(short) == {0, 1, 2}
+
+
+def test_train_indices_stay_within_their_segment():
+    g = torch.Generator().manual_seed(0)
+    for n in (3, 8, 13, 24, 100):
+        seen = set()
+        for _ in range(200):
+            idx = ds.sample_indices(n, 8, True, g)
+            assert idx.shape == (8,) and idx.dtype == np.int64
+            assert np.all(np.diff(idx) >= 0) and idx.min() >= 0 and idx.max() < n
+            for i, k in enumerate(idx):
+                assert np.floor(i * n / 8) <= k <= min(n - 1, np.floor((i + 1) * n / 8))
+            seen.add(tuple(idx))
+        assert len(seen) > 1 or n <= 8
+
+
+def test_crop_geometry():
+    assert len(tf.fixed_offsets(48, 64, 32, 32)) == 13
+    assert len(set(tf.fixed_offsets(48, 64, 24, 24))) == 13
+    for h, w in ((32, 40), (48, 64), (256, 340)):
+        for ch, cw in tf.crop_sizes(h, w, 32 if h < 100 else 224):
+            assert 0 < ch <= h and 0 < cw <= w
+            for top, left in tf.fixed_offsets(h, w, ch, cw):
+                assert 0 <= top <= h - ch and 0 <= left <= w - cw
+
+
+def test_same_crop_and_flip_for_every_frame():
+    frame = torch.randint(0, 256, (1, 40, 56, 3), dtype=torch.uint8)
+    frames = frame.repeat(6, 1, 1, 1)
+    g = torch.Generator().manual_seed(1)
+    transform = tf.ClipTransform(train=True, input_size=32, scale_size=36, flip=True, mean=MEAN, std=STD)
+    flipped = set()
+    for _ in range(20):
+        clip = transform(frames, g)
+        assert clip.shape == (6, 3, 32, 32) and clip.dtype == torch.float32
+        assert torch.equal(clip, clip[:1].expand_as(clip))
+    # flip happens for some draws; never without flip=True
+    ramp = torch.arange(56, dtype=torch.uint8).view(1, 1, 56, 1).expand(2, 40, 56, 3).contiguous()
+    for _ in range(20):
+        clip = transform(ramp, g)
+        flipped.add(bool(clip[0, 0, 0, 0] > clip[0, 0, 0, -1]))
+    assert flipped == {True, False}
+    no_flip = tf.ClipTransform(train=True, input_size=32, scale_size=36, flip=False, mean=MEAN, std=STD)
+    assert all(no_flip(ramp, g)[0, 0, 0, 0] < no_flip(ramp, g)[0, 0, 0, -1] for _ in range(10))
+
+
+def test_eval_transform_is_resize_then_centre_crop():
+    frames = torch.zeros(1, 40, 60, 3, dtype=torch.uint8)
+    frames[:, 15:25, 25:35] = 255  # a centred white square stays centred
+    clip = tf.ClipTransform(train=False, input_size=32, scale_size=40, mean=(0, 0, 0), std=(1, 1, 1))(frames)
+    assert clip.shape == (1, 3, 32, 32)
+    img = clip[0, 0]
+    assert torch.allclose(img, img.flip(-1), atol=1e-6) and torch.allclose(img, img.flip(-2), atol=1e-6)
+    assert img[16, 16] == 1.0 and img[0, 0] == 0.0
+
+
+@pytest.mark.parametrize("fmt", ["sthv1", "sthv2", "minikinetics"])
+def test_dataset_shapes(fmt, prepared):
+    for split, train in (("train", True), ("val", False)):
+        data = ds.ClipDataset(prepared[fmt], split, train=train, flip=fmt == "minikinetics", **KW)
+        clip, label = data[0]
+        assert clip.shape == (8, 3, 32, 32) and clip.dtype == torch.float32 and isinstance(label, int)
+        assert 0 <= label < ds.num_classes(prepared[fmt])
+        assert -2.5 < float(clip.min()) and float(clip.max()) < 2.5
+    assert len(ds.class_names(prepared[fmt])) == ds.num_classes(prepared[fmt])
+
+
+def test_eval_is_deterministic_and_cache_matches(prepared):
+    for fmt in ("sthv1", "sthv2"):
+        plain = ds.ClipDataset(prepared[fmt], "val", train=False, **KW)
+        cached = ds.ClipDataset(prepared[fmt], "val", train=False, cache=True, **KW)
+        for i in range(3):
+            a, b, c = plain[i][0], cached[i][0], cached[i][0]
+            assert torch.equal(a, plain[i][0]) and torch.equal(a, b) and torch.equal(b, c)
+        assert len(cached.cache) == 3 and cached.cache[0].dtype == np.uint8
+
+
+def test_unreadable_sample_returns_none_and_warns_once(prepared, tmp_path, caplog):
+    # a prepared index whose root is a copy we can damage after preparing
+    src = ds.ClipDataset(prepared["sthv1"], "val", train=False, **KW)
+    root = tmp_path / "root"
+    shutil.copytree(src.root, root)
+    out = tmp_path / "prep"
+    prepare("sthv1", root, out, quiet=True)
+    data = ds.ClipDataset(out, "val", train=False, **KW)
+    shutil.rmtree(data.path(1))
+    jpg = data.path(2) / "00001.jpg"
+    jpg.write_bytes(jpg.read_bytes()[:100])
+    with caplog.at_level(logging.WARNING, logger="vidbench.data.dataset"):
+        assert data[1] is None and data[1] is None
+        assert data[0] is not None
+    assert sum(str(data.path(1)) in r.getMessage() for r in caplog.records) == 1
+    loader = ds.build_loader(out, "val", train=False, num_segments=4, input_size=32, scale_size=36, flip=False,
+                             batch_size=64, workers=0, seed=0, cache=False, mean=MEAN, std=STD)
+    clips, labels, skipped = next(iter(loader))
+    assert skipped >= 1 and clips.shape[0] == labels.shape[0] == len(data) - skipped
+
+
+def test_collate_skip():
+    item = (torch.zeros(4, 3, 8, 8), 3)
+    clips, labels, skipped = ds.collate_skip([item, None, item, None])
+    assert clips.shape == (2, 4, 3, 8, 8) and labels.tolist() == [3, 3] and labels.dtype == torch.long
+    assert skipped == 2
+    clips, labels, skipped = ds.collate_skip([None])
+    assert clips.numel() == 0 and labels.numel() == 0 and skipped == 1
+
+
+def _epoch(loader):
+    return [(x.clone(), y.clone()) for x, y, _ in loader]
+
+
+def test_build_loader_is_deterministic(prepared):
+    kwargs = dict(train=True, num_segments=4, input_size=32, scale_size=36, flip=False, batch_size=8,
+                  cache=False, mean=MEAN, std=STD)
+    a = _epoch(ds.build_loader(prepared["sthv1"], "train", workers=0, seed=7, **kwargs))
+    b = _epoch(ds.build_loader(prepared["sthv1"], "train", workers=0, seed=7, **kwargs))
+    c = _epoch(ds.build_loader(prepared["sthv1"], "train", workers=0, seed=8, **kwargs))
+    assert all(torch.equal(x[0], y[0]) and torch.equal(x[1], y[1]) for x, y in zip(a, b))
+    assert not all(torch.equal(x[1], y[1]) for x, y in zip(a, c))
+    assert sum(len(y) for _, y in a) == 24  # drop_last=False: every sample
+
+
+def test_build_loader_with_workers_is_deterministic(prepared):
+    kwargs = dict(train=True, num_segments=4, input_size=32, scale_size=36, flip=True, batch_size=12,
+                  cache=True, mean=MEAN, std=STD, workers=1, seed=3)
+    la = ds.build_loader(prepared["sthv2"], "train", **kwargs)
+    lb = ds.build_loader(prepared["sthv2"], "train", **kwargs)
+    a1, b1 = _epoch(la), _epoch(lb)
+    a2, b2 = _epoch(la), _epoch(lb)  # second epoch: persistent workers, cache reused
+    for ea, eb in ((a1, b1), (a2, b2)):
+        assert all(torch.equal(x[0], y[0]) and torch.equal(x[1], y[1]) for x, y in zip(ea, eb))
+    assert not torch.equal(a1[0][0], a2[0][0])

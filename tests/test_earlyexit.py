@@ -1,0 +1,152 @@
+"""Dynamic early exit: exit rule, joint training loss, per-video FLOPs of forced exits, threshold sweep."""
+import pytest
+import torch
+import torch.nn.functional as F
+from fvcore.nn import FlopCountAnalysis
+from torch import nn
+
+from vidbench.exits import STRICT, exit_index, joint_exit_logits
+from vidbench.flops import attach
+from vidbench.plugins import get_method
+
+T, SIZE, CLASSES = 4, 32, 5
+
+
+def build(method, backbone="resnet_tiny", **cfg):
+    spec = get_method(method)
+    model = spec.build({**spec.defaults, **cfg}, backbone=backbone, num_classes=CLASSES, num_segments=T)
+    return attach(model, (T, 3, SIZE, SIZE)).eval()
+
+
+def clips(videos=6, seed=0):
+    return torch.randn(videos, T, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(seed))
+
+
+def counted(model, fn, x):
+    """MACs fvcore counts for a function of the clip (using `model`'s modules), traced on its own."""
+    class Wrap(nn.Module):
+        def __init__(self, owner):
+            super().__init__()
+            self.owner = owner
+
+        def forward(self, x):
+            return fn(x)
+
+    analysis = FlopCountAnalysis(Wrap(model), x)
+    analysis.unsupported_ops_warnings(False)
+    analysis.uncalled_modules_warnings(False)
+    return analysis.total()
+
+
+def test_exit_index_takes_the_first_confident_checkpoint():
+    sure, unsure = torch.tensor([10.0, 0, 0]), torch.zeros(3)
+    z = torch.stack([torch.stack([unsure, sure, sure]), torch.stack([sure, unsure, unsure]),
+                     torch.stack([unsure, unsure, unsure])])            # [B=3, E=3, K=3]
+    assert exit_index(z, 0.9).tolist() == [1, 0, 2]
+    assert exit_index(z, 0.0).tolist() == [0, 0, 0]
+    assert exit_index(z, STRICT).tolist() == [2, 2, 2]
+    assert exit_index(z, [0.99999, 0.5]).tolist() == [1, 2, 2]         # one threshold per early checkpoint
+
+
+def test_joint_loss_is_the_mean_cross_entropy_of_the_exits():
+    z = torch.randn(7, 3, 5)
+    labels = torch.randint(0, 5, (7,))
+    logits, extra = joint_exit_logits(z)
+    mean_ce = torch.stack([F.cross_entropy(z[:, e], labels) for e in range(3)]).mean()
+    assert (F.cross_entropy(logits, labels) + extra).item() == pytest.approx(mean_ce.item(), rel=1e-5)
+    assert extra.item() >= 0
+
+
+@pytest.mark.parametrize("method", ["earlyexit", "earlyexit_msdnet", "earlyexit_frames"])
+def test_forced_last_exit_is_dense_and_costs_increase(method):
+    model = build(method)
+    costs = model.exit_costs()
+    assert torch.all(costs[1:] > costs[:-1]) and costs[-1].item() == model.dense_flops
+    for e in range(len(costs)):
+        model.force_exit = e
+        out = model(clips())
+        assert torch.all(out.flops == costs[e].float())
+        assert torch.all(out.stats["exit_at"].argmax(1) == e)
+
+
+def test_resnet_first_exit_costs_what_it_runs():
+    model = build("earlyexit")
+    x = clips(1)
+
+    def first_checkpoint(x):
+        f = model.backbone.layer2(model.backbone.layer1(model.backbone.stem(x.flatten(0, 1))))
+        return model.heads[0](f)
+
+    assert model.exit_costs()[0].item() == counted(model, first_checkpoint, x)
+    assert model.exit_costs()[0].item() < 0.7 * model.dense_flops
+
+
+def test_msdnet_first_exit_costs_what_it_runs():
+    model = build("earlyexit_msdnet")
+    assert len(model.net.heads) == 3
+    x = clips(1)
+    def first_checkpoint(x):
+        scales = model.net.blocks[0](x.flatten(0, 1))
+        # every scale of the block is computed (a video that goes on needs them), not only the classifier's
+        return tuple(f for f in scales if f is not None) + (model.net.heads[0](scales[-1]),)
+
+    assert model.exit_costs()[0].item() == counted(model, first_checkpoint, x)
+
+
+def test_frame_exit_costs_what_fewer_frames_cost():
+    model = build("earlyexit_frames")
+    tsn = get_method("tsn")
+    for frames in (1, 2, 3):
+        fewer = attach(tsn.build(tsn.defaults, backbone="resnet_tiny", num_classes=CLASSES, num_segments=frames),
+                       (frames, 3, SIZE, SIZE))
+        assert model.exit_costs()[frames - 1].item() == pytest.approx(fewer.dense_flops)
+
+
+def test_frame_exit_equals_running_the_first_frames_only():
+    model = build("earlyexit_frames")
+    x = clips(2)
+    z = model.exit_logits(x)
+    # the causal shift makes frame t independent of later frames: zeroing the later frames changes nothing
+    cut = x.clone()
+    cut[:, 2:] = 0
+    assert torch.allclose(model.exit_logits(cut)[:, 1], z[:, 1], atol=1e-5)
+    assert not torch.allclose(model.exit_logits(cut)[:, 3], z[:, 3], atol=1e-5)
+
+
+@pytest.mark.parametrize("method", ["earlyexit", "earlyexit_msdnet", "earlyexit_frames"])
+def test_threshold_sweep_is_monotone_from_first_exit_to_dense(method):
+    model = build(method)
+    torch.manual_seed(0)
+    labels = torch.randint(0, CLASSES, (6,))
+    with torch.no_grad():
+        out = model(clips())
+    outputs = {"logits": out.logits, "labels": labels, "flops": out.flops,
+               **{f"stats.{k}": v for k, v in out.stats.items()}}
+    points = model.eval_points(outputs)
+    gflops = [p["gflops"] for p in points]
+    assert gflops == sorted(gflops)
+    assert gflops[0] * 1e9 == pytest.approx(model.exit_costs()[0].item())
+    assert gflops[0] * 1e9 < model.dense_flops
+    assert gflops[-1] * 1e9 == pytest.approx(model.dense_flops)
+    assert {"point", "top1", "top5", "gflops"} <= set(points[0])
+    default = next(p for p in points if p["threshold"] == model.threshold)
+    assert default["gflops"] == pytest.approx(out.flops.double().mean().item() / 1e9)
+    summary = model.summarize({k.removeprefix("stats."): v.mean(0).tolist() for k, v in outputs.items()
+                               if k.startswith("stats.")})
+    assert "exit_logits" not in summary and len(summary["exit_at"]) == len(model.exit_costs())
+
+
+def test_training_output_trains_every_exit():
+    model = build("earlyexit").train()
+    out = model(clips(4))
+    loss = F.cross_entropy(out.logits, torch.tensor([0, 1, 2, 3])) + out.losses["exits"]
+    loss.backward()
+    assert all(head.fc.weight.grad.abs().sum() > 0 for head in model.heads)
+
+
+@pytest.mark.parametrize("backbone, exits", [("resnet18", 3), ("resnet50", 5)])
+def test_paper_sizes_build(backbone, exits):
+    method = "earlyexit" if backbone == "resnet18" else "earlyexit_msdnet"
+    spec = get_method(method)
+    model = spec.build(spec.defaults, backbone=backbone, num_classes=174, num_segments=8)
+    assert len(model.heads if method == "earlyexit" else model.net.heads) == exits

@@ -1,0 +1,220 @@
+"""Clip loader over a prepared index (see `vidbench.data.prepare`): TSN/TSM segment sampling + augmentation.
+
+`ClipDataset[i]` -> (clip float32 [T, 3, S, S], label) or None when the sample cannot be read (a warning
+is logged once per sample); `collate_skip` drops the Nones and counts them.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, get_worker_info
+
+from vidbench.data.transforms import IMAGENET_MEAN, IMAGENET_STD, ClipTransform
+
+log = logging.getLogger(__name__)
+
+
+# --------------------------------------------------------------------------------------------------
+# Index helpers
+# --------------------------------------------------------------------------------------------------
+def class_names(prepared_dir) -> list[str]:
+    text = (Path(prepared_dir) / "classes.txt").read_text(encoding="utf-8")
+    return [line for line in text.splitlines() if line.strip()]
+
+
+def num_classes(prepared_dir) -> int:
+    return len(class_names(prepared_dir))
+
+
+def read_index(prepared_dir, split: str) -> list[tuple[str, str, int, int]]:
+    """Rows (id, path, num_frames, label) of <prepared_dir>/<split>.csv."""
+    with open(Path(prepared_dir) / f"{split}.csv", encoding="utf-8", newline="") as handle:
+        return [(r["id"], r["path"], int(r["num_frames"]), int(r["label"])) for r in csv.DictReader(handle)]
+
+
+def sample_indices(num_frames: int, num_segments: int, train: bool, generator: torch.Generator | None = None
+                   ) -> np.ndarray:
+    """0-based frame indices of the T = num_segments segments (TSN/TSM sampling).
+
+    The video is cut into T equal segments [i*n/T, (i+1)*n/T); training takes one uniformly random
+    position in each, evaluation the centre of each: floor((i + 0.5) * n / T). Videos shorter than T
+    repeat frames in order (each segment maps onto the frame it overlaps).
+    """
+    n, t = int(num_frames), int(num_segments)
+    if n <= 0 or t <= 0:
+        raise ValueError(f"need num_frames > 0 and num_segments > 0, got {n}, {t}")
+    if train:
+        u = torch.rand(t, generator=generator, dtype=torch.float64).numpy()
+    else:
+        u = np.full(t, 0.5)
+    idx = np.floor((np.arange(t) + u) * n / t).astype(np.int64)
+    return np.minimum(idx, n - 1)
+
+
+# --------------------------------------------------------------------------------------------------
+# Decoding
+# --------------------------------------------------------------------------------------------------
+def _load_jpegs(folder: Path, indices) -> dict[int, np.ndarray]:
+    from PIL import Image
+
+    out = {}
+    for k in sorted(set(int(i) for i in indices)):
+        with Image.open(folder / f"{k + 1:05d}.jpg") as img:
+            out[k] = np.asarray(img.convert("RGB"))
+    return out
+
+
+_REFORMATTERS: dict = {}
+
+
+def _reformatter():
+    """One colour-conversion context per process (creating one per frame dominates small-video decoding)."""
+    import os
+
+    from av.video.reformatter import VideoReformatter
+
+    pid = os.getpid()
+    if pid not in _REFORMATTERS:
+        _REFORMATTERS.clear()
+        _REFORMATTERS[pid] = VideoReformatter()
+    return _REFORMATTERS[pid]
+
+
+def _decode_video(path: Path, indices=None) -> dict[int, np.ndarray]:
+    """Decode frames of `path` (all when indices is None); stops after the last needed frame."""
+    import av
+
+    need = None if indices is None else set(int(i) for i in indices)
+    last = None if need is None else max(need)
+    out = {}
+    reformatter = _reformatter()
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        ctx = stream.codec_context
+        if (ctx.width or 0) * (ctx.height or 0) >= 320 * 240:
+            stream.thread_type = "AUTO"  # frame threads pay off only for real-size frames
+        else:
+            stream.thread_count = 1
+        for k, frame in enumerate(container.decode(stream)):
+            if need is None or k in need:
+                out[k] = reformatter.reformat(frame, format="rgb24").to_ndarray()
+            if last is not None and k >= last:
+                break
+    return out
+
+
+class ClipDataset(Dataset):
+    """Clips of `num_segments` frames from a prepared split ('train' or 'val')."""
+
+    def __init__(self, prepared_dir, split: str, *, num_segments: int, train: bool, input_size: int = 224,
+                 scale_size: int = 256, flip: bool = False, mean=IMAGENET_MEAN, std=IMAGENET_STD, cache: bool = False):
+        self.prepared_dir = Path(prepared_dir)
+        meta = json.loads((self.prepared_dir / "meta.json").read_text(encoding="utf-8"))
+        self.root = Path(meta["root"])
+        self.kind = meta["kind"]
+        self.split = split
+        self.samples = read_index(self.prepared_dir, split)
+        self.num_segments = int(num_segments)
+        self.train = bool(train)
+        self.transform = ClipTransform(train=train, input_size=input_size, scale_size=scale_size,
+                                       flip=flip and train, mean=mean, std=std)
+        self.cache: dict[int, np.ndarray] | None = {} if cache else None
+        self._warned: set[int] = set()
+        self._generator: torch.Generator | None = None
+
+    def seed(self, seed: int) -> None:
+        """Use a private random stream for sampling and augmentation (set per worker by build_loader)."""
+        self._generator = torch.Generator().manual_seed(int(seed) % (2**63))
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def labels(self) -> list[int]:
+        return [s[3] for s in self.samples]
+
+    def path(self, i: int) -> Path:
+        return self.root / self.samples[i][1]
+
+    def _frames(self, i: int) -> np.ndarray:
+        """uint8 [T, H, W, 3] of the sampled frames of sample i."""
+        _, rel, n, _ = self.samples[i]
+        path = self.root / rel
+        if self.cache is not None:
+            frames = self.cache.get(i)
+            if frames is None:
+                if self.kind == "frames":
+                    got = _load_jpegs(path, range(n))
+                else:
+                    got = _decode_video(path)
+                if not got:
+                    raise RuntimeError("no decodable frame")
+                frames = np.stack([got[k] for k in sorted(got)])
+                self.cache[i] = frames
+            idx = sample_indices(len(frames), self.num_segments, self.train, self._generator)
+            return frames[idx]
+        idx = sample_indices(n, self.num_segments, self.train, self._generator)
+        got = _load_jpegs(path, idx) if self.kind == "frames" else _decode_video(path, idx)
+        if not got:
+            raise RuntimeError("no decodable frame")
+        if len(got) < len(set(idx.tolist())):  # video shorter than indexed: use the last decoded frame
+            last = max(got)
+            idx = np.minimum(idx, last)
+            got = {k: got.get(k, got[last]) for k in idx.tolist()}
+        return np.stack([got[int(k)] for k in idx])
+
+    def __getitem__(self, i: int):
+        try:
+            frames = self._frames(i)
+        except Exception as err:  # noqa: BLE001 - unreadable sample: skip it, say so once
+            if i not in self._warned:
+                self._warned.add(i)
+                log.warning("skipping unreadable sample %s (%s: %s)", self.path(i), type(err).__name__, err)
+            return None
+        clip = self.transform(torch.from_numpy(frames), self._generator)
+        return clip, self.samples[i][3]
+
+
+def collate_skip(batch):
+    """(clips [B, T, 3, H, W], labels [B] int64, n_skipped); None samples are dropped.
+
+    When every sample of the batch was None, clips and labels are empty tensors (B = 0).
+    """
+    kept = [b for b in batch if b is not None]
+    skipped = len(batch) - len(kept)
+    if not kept:
+        return torch.empty(0), torch.empty(0, dtype=torch.long), skipped
+    clips = torch.stack([b[0] for b in kept])
+    labels = torch.tensor([b[1] for b in kept], dtype=torch.long)
+    return clips, labels, skipped
+
+
+def _worker_init(worker_id: int) -> None:
+    seed = torch.initial_seed() % (2**32)  # the loader's base seed + worker_id: deterministic
+    random.seed(seed)
+    np.random.seed(seed)
+    info = get_worker_info()
+    if info is not None and hasattr(info.dataset, "seed"):
+        info.dataset.seed(seed)
+
+
+def build_loader(prepared_dir, split: str, *, train: bool, num_segments: int, input_size: int, scale_size: int,
+                 flip: bool, batch_size: int, workers: int = 0, seed: int = 0, cache: bool = False,
+                 mean=IMAGENET_MEAN, std=IMAGENET_STD) -> DataLoader:
+    """DataLoader yielding (clips, labels, n_skipped); shuffled with a seeded generator when training."""
+    dataset = ClipDataset(prepared_dir, split, num_segments=num_segments, train=train, input_size=input_size,
+                          scale_size=scale_size, flip=flip, mean=mean, std=std, cache=cache)
+    dataset.seed(seed)  # used as is when workers == 0; each worker reseeds in _worker_init
+    generator = torch.Generator().manual_seed(int(seed))
+    return DataLoader(dataset, batch_size=batch_size, shuffle=train, generator=generator, num_workers=workers,
+                      collate_fn=collate_skip, drop_last=False, pin_memory=torch.cuda.is_available(),
+                      persistent_workers=workers > 0, worker_init_fn=_worker_init if workers > 0 else None)
+
+
+__all__ = ["ClipDataset", "build_loader", "collate_skip", "sample_indices", "num_classes", "class_names",
+           "read_index"]

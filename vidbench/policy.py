@@ -1,0 +1,215 @@
+"""Per-channel temporal fusion (keep / reuse / skip) after conv1 of residual blocks, and its cost.
+
+Shared by AdaFuse (a learned policy) and the policy baselines (random, threshold pruning). A policy
+hook sits at the block's `policy` slot (see `vidbench.backbones`): it receives conv1 -> BN -> ReLU's
+output `out` [N*T, C, H, W] and the (possibly shifted) block input `branch`, decides one action per
+channel and frame, and returns the fused map
+
+    out_t * keep_t + out_{t-1} * reuse_t        (out_{-1} = 0; skipped channels are zero).
+
+Actions are one-hot vectors on the last dim in the order [skip, reuse, keep]; straight-through
+estimates (one-hot forward, soft gradient) pass through `fuse` and `eq5_flops` unchanged, so an
+efficiency loss built on the per-video FLOPs trains the policy.
+
+Cost (Eq. 5 of AdaFuse): conv1's output channel c at frame t is computed iff it is kept at t or
+reused at t+1 (at the last frame: iff kept); conv2's cost at frame t scales with the share of its
+input channels not skipped. Everything else in the network (policy nets included) costs what fvcore
+counted densely.
+"""
+from __future__ import annotations
+
+from typing import Callable, Iterable
+
+import torch
+from torch import nn
+
+from vidbench.backbones import ResNet
+from vidbench.model import FrameClassifier, VideoOutput
+
+SKIP, REUSE, KEEP = 0, 1, 2
+ACTIONS = ("skip", "reuse", "keep")
+
+
+def previous_frame(x: torch.Tensor, num_segments: int) -> torch.Tensor:
+    """x [N*T, ...] -> the same tensor of frame t-1 for each frame t, zeros at t = 0."""
+    video = x.view(-1, num_segments, *x.shape[1:])
+    shifted = torch.cat([torch.zeros_like(video[:, :1]), video[:, :-1]], 1)
+    return shifted.reshape(x.shape)
+
+
+def fuse(out: torch.Tensor, actions: torch.Tensor, num_segments: int) -> torch.Tensor:
+    """Eq. 3: out [N*T, C, H, W], actions [N*T, C, 3] -> out*keep + out(t-1)*reuse (skip -> 0)."""
+    keep = actions[..., KEEP][..., None, None]
+    reuse = actions[..., REUSE][..., None, None]
+    return out * keep + previous_frame(out, num_segments) * reuse
+
+
+def eq5_flops(actions: torch.Tensor, conv1_macs: float, conv2_macs: float) -> torch.Tensor:
+    """Eq. 5: MACs of a block's conv1 and conv2 over each video under `actions`.
+
+    actions [B, T, C, 3] (one-hot or straight-through); conv1_macs / conv2_macs: dense MACs of ONE frame.
+    Returns [B], differentiable w.r.t. actions.
+    """
+    keep, reuse, skip = actions[..., KEEP], actions[..., REUSE], actions[..., SKIP]
+    # reused at t+1 (nothing after the last frame)
+    reuse_next = torch.cat([reuse[:, 1:], torch.zeros_like(reuse[:, :1])], 1)
+    computed = keep + reuse_next - keep * reuse_next          # logical or of one-hot entries
+    conv1 = computed.mean(2).sum(1) * conv1_macs
+    conv2 = (1 - skip.mean(2)).sum(1) * conv2_macs
+    return conv1 + conv2
+
+
+def one_hot(index: torch.Tensor, dtype=torch.float32) -> torch.Tensor:
+    """Action indices [...] -> one-hot [..., 3]."""
+    return nn.functional.one_hot(index.long(), 3).to(dtype)
+
+
+class PolicyHook(nn.Module):
+    """Base policy hook of one residual block. Subclasses implement `decide(out, branch)` returning
+    actions [N*T, C, 3]; `forward` fuses and keeps `self.actions` [N, T, C, 3] of the last call.
+
+    `conv1_name` / `conv2_name` are the block's conv module names in the model's cost table
+    (set by `install_policies`); `block_name` is the block's name in the backbone ("layer1.0")."""
+
+    def __init__(self, num_segments: int):
+        super().__init__()
+        self.num_segments = num_segments
+        self.block_name = ""
+        self.conv1_name = ""
+        self.conv2_name = ""
+        self.channels = 0                      # conv1 output channels of the block
+        self.actions: torch.Tensor | None = None
+
+    def decide(self, out: torch.Tensor, branch: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, out, branch):
+        actions = self.decide(out, branch)
+        self.actions = actions.view(-1, self.num_segments, *actions.shape[1:])
+        return fuse(out, actions, self.num_segments)
+
+
+def install_policies(model_or_backbone, make_hook: Callable[[str, nn.Module], PolicyHook],
+                     stages: Iterable[int] = (1, 2, 3, 4), prefix: str | None = None) -> list[tuple[str, PolicyHook]]:
+    """Put `make_hook(block_name, block)` into the policy slot of every block of the given stages (1-based).
+
+    Accepts a VideoModel with a `.backbone` or a bare ResNet; cost-table names are prefixed with
+    "backbone." (the attribute a FrameClassifier keeps its backbone under) unless `prefix` says otherwise.
+    Returns [(block name, hook)] in forward order.
+    """
+    backbone = model_or_backbone if isinstance(model_or_backbone, ResNet) else model_or_backbone.backbone
+    prefix = "backbone." if prefix is None else prefix
+    stages = {int(s) for s in stages}
+    installed = []
+    for name, block in backbone.blocks():
+        if int(name.split(".")[0].removeprefix("layer")) not in stages:
+            continue
+        hook = make_hook(name, block)
+        hook.block_name = name
+        hook.conv1_name, hook.conv2_name = f"{prefix}{name}.conv1", f"{prefix}{name}.conv2"
+        hook.channels = block.width
+        block.policy = hook
+        installed.append((name, hook))
+    return installed
+
+
+def policy_hooks(module: nn.Module) -> list[PolicyHook]:
+    """Every installed PolicyHook of a model or backbone, in forward (module) order."""
+    return [m for m in module.modules() if isinstance(m, PolicyHook)]
+
+
+def efficiency_loss(flops: torch.Tensor, dense_flops: float, num_segments: int, lam: float,
+                    form: str = "gflops", target: float = 0.0) -> torch.Tensor:
+    """The efficiency term added to the cross entropy (Eq. 6), from per-video MACs `flops` [B].
+
+    - "gflops" (released code): lam * GFLOPs per frame, averaged over the batch;
+    - "relative": lam * (FLOPs / dense FLOPs), averaged over the batch (scale-free linear form);
+    - "normalised": lam * (mean(FLOPs / dense FLOPs) - target)^2 (pulls the batch towards a budget).
+    """
+    if form == "gflops":
+        return lam * (flops / num_segments / 1e9).mean()
+    ratio = (flops / max(dense_flops, 1.0)).mean()
+    if form == "relative":
+        return lam * ratio
+    if form == "normalised":
+        return lam * (ratio - target) ** 2
+    raise ValueError(f"unknown efficiency loss form {form!r} (gflops | relative | normalised)")
+
+
+class PolicyClassifier(FrameClassifier):
+    """TSN-style frame classifier whose blocks hold PolicyHooks; FLOPs per video follow Eq. 5.
+
+    `efficiency`: optional {"lam", "form", "target"} for `efficiency_loss` (training only, lam > 0).
+    Stats per video: "actions" [3] (share of all channel decisions), "per_block" [blocks, 3],
+    "static" [blocks, 3] (share of a block's channels whose action never changes over the video's
+    frames, split by that action).
+    """
+
+    def __init__(self, backbone: ResNet, num_classes: int, num_segments: int, dropout: float = 0.5,
+                 efficiency: dict | None = None):
+        super().__init__(backbone, num_classes, num_segments, dropout)
+        self.efficiency = dict(efficiency or {})
+
+    def hooks(self) -> list[PolicyHook]:
+        return policy_hooks(self.backbone)
+
+    def saved_flops(self, hooks: list[PolicyHook]) -> torch.Tensor:
+        """[B] MACs the policies saved on each video relative to dense conv1 + conv2."""
+        saved = 0.0
+        for hook in hooks:
+            conv1, conv2 = self.cost(hook.conv1_name), self.cost(hook.conv2_name)
+            saved = saved + (conv1 + conv2) - eq5_flops(hook.actions, conv1 / self.num_segments,
+                                                        conv2 / self.num_segments)
+        return saved
+
+    def policy_stats(self, hooks: list[PolicyHook]) -> dict[str, torch.Tensor]:
+        per_block, static, counts = [], [], []
+        for hook in hooks:
+            actions = hook.actions.detach()                       # [B, T, C, 3]
+            per_block.append(actions.mean((1, 2)))
+            index = actions.argmax(-1)                            # [B, T, C]
+            unchanged = (index == index[:, :1]).all(1)            # [B, C]
+            static.append(torch.stack([(unchanged & (index[:, 0] == k)).float().mean(1) for k in range(3)], -1))
+            counts.append(actions.shape[2])
+        per_block = torch.stack(per_block, 1)                     # [B, blocks, 3]
+        weights = per_block.new_tensor(counts) / sum(counts)
+        return {"actions": (per_block * weights[None, :, None]).sum(1), "per_block": per_block,
+                "static": torch.stack(static, 1)}
+
+    def forward(self, clips):
+        batch = clips.shape[0]
+        logits = self.fc(self.dropout(self.frame_features(clips))).mean(1)
+        hooks = self.hooks()
+        flops = self.static_flops(batch).to(logits.device)
+        if not hooks:
+            return VideoOutput(logits, flops)
+        flops = flops - self.saved_flops(hooks)
+        losses = {}
+        lam = float(self.efficiency.get("lam", 0.0) or 0.0)
+        if self.training and lam > 0:
+            losses["efficiency"] = efficiency_loss(flops, self.dense_flops, self.num_segments, lam,
+                                                   self.efficiency.get("form", "gflops"),
+                                                   float(self.efficiency.get("target", 0.0) or 0.0))
+        return VideoOutput(logits, flops, losses, self.policy_stats(hooks))
+
+    def block_names(self) -> list[str]:
+        return [hook.block_name for hook in self.hooks()]
+
+    def summarize(self, stats: dict) -> dict:
+        """Per-video means from the evaluator -> the policy summary written to metrics.json["stats"]."""
+        if "actions" not in stats:
+            return stats
+        skip, reuse, keep = (float(v) for v in stats["actions"])
+        blocks = []
+        for name, fractions, static in zip(self.block_names(), stats["per_block"], stats["static"]):
+            row = {"block": name, **{a: float(v) for a, v in zip(ACTIONS, fractions)}}
+            row.update({f"static_{a}": float(v) for a, v in zip(ACTIONS, static)})
+            row["static"] = float(sum(static))
+            blocks.append(row)
+        counts = [hook.channels or 1 for hook in self.hooks()]
+        total = sum(counts)
+        static_by_action = {a: sum(c * b[f"static_{a}"] for c, b in zip(counts, blocks)) / total for a in ACTIONS}
+        return {"skip": skip, "reuse": reuse, "keep": keep,
+                "reuse_over_keep": reuse / keep if keep > 0 else None,
+                "per_block": blocks, "static_share": sum(static_by_action.values()),
+                "static": static_by_action}
