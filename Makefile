@@ -13,14 +13,15 @@ $(BIN)/vidbench: pyproject.toml constraints.txt
 	$(BIN)/pip install -q -c constraints.txt -e '.[test]'
 	touch $@
 
+# The workflow's rules call the `vidbench` command: put the environment's bin/ first on PATH.
 demo: env
-	$(BIN)/snakemake --cores $(CORES)
+	PATH="$(CURDIR)/$(BIN):$$PATH" snakemake --cores $(CORES)
 
 test: env
-	$(BIN)/pytest
+	PATH="$(CURDIR)/$(BIN):$$PATH" pytest
 
 bench: env
-	$(BIN)/python benchmarks/pipeline_time.py
+	PATH="$(CURDIR)/$(BIN):$$PATH" python benchmarks/pipeline_time.py
 
 clean:
 	rm -rf results data

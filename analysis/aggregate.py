@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 
-from vidbench.config import per_backbone
+from vidbench.backbones import per_backbone
 from vidbench.errors import InputError
+from vidbench.io import write_text
 
 RUN_KEYS = ("dataset", "method", "point", "backbone", "seed")
 COLUMNS = [*RUN_KEYS, "trained_point", "title", "paper_label", "top1", "top5", "gflops", "dense_gflops",
@@ -138,24 +137,14 @@ def collect(files) -> list[dict]:
 
 
 def write_csv(rows: list[dict], out) -> None:
-    """Write the summary atomically (temporary file in the same directory, then os.replace)."""
+    """Write the summary atomically (a crash never leaves half a file that Snakemake takes as done)."""
     import pandas as pd
 
     extra = sorted({k for r in rows for k in r} - set(COLUMNS) - {"metrics"})
     cfg = [k for k in extra if k.startswith("cfg_")]
     stats = [k for k in extra if not k.startswith("cfg_")]
     frame = pd.DataFrame(rows, columns=[*COLUMNS, *stats, *cfg, "metrics"])
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as handle:
-            frame.to_csv(handle, index=False)
-        os.replace(tmp, out)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_text(out, frame.to_csv(index=False))
 
 
 def read_summary(path):

@@ -1,4 +1,4 @@
-"""`vidbench plots`: accuracy-vs-cost Pareto plots, one per dataset (PNG and PDF).
+"""`vidbench plots`: accuracy-vs-cost Pareto plots, one per dataset (PNG and PDF, plotted points as CSV).
 
 x = GFLOPs per video, y = Top-1 (%), marker size = parameters (M), colour = method, marker =
 backbone. Points are means over seeds. A method with several points (operating points or
@@ -8,6 +8,8 @@ has lower-or-equal GFLOPs and higher-or-equal Top-1) is a dashed step line.
 from __future__ import annotations
 
 from pathlib import Path
+
+from vidbench.io import write_text
 
 
 def add_arguments(parser):
@@ -85,6 +87,7 @@ def plot_dataset(summary, dataset: str, out: Path) -> list[Path]:
                         palette=palette, size="params_m", sizes=(40, 320), style="backbone", ax=ax, zorder=2,
                         edgecolor="black", linewidth=0.5)
         front = pareto_front(list(data["gflops"]), list(data["top1"]))
+        data["on_front"] = data.index.isin(front)
         fx, fy = list(data["gflops"].iloc[front]), list(data["top1"].iloc[front])
         fx.append(data["gflops"].max())  # hold the best accuracy to the costliest point
         fy.append(fy[-1])
@@ -97,8 +100,9 @@ def plot_dataset(summary, dataset: str, out: Path) -> list[Path]:
     ax.set_ylabel("Top-1 accuracy (%)")
     ax.set_title(f"{dataset}: accuracy vs. cost")
     ax.grid(True, alpha=0.3)
-    files = [out / f"pareto_{dataset}.png", out / f"pareto_{dataset}.pdf"]
+    files = [out / f"pareto_{dataset}.png", out / f"pareto_{dataset}.pdf", out / f"pareto_{dataset}.csv"]
     fig.savefig(files[0], dpi=150, bbox_inches="tight")
     fig.savefig(files[1], bbox_inches="tight")
     plt.close(fig)
+    write_text(files[2], data.to_csv(index=False))  # the plotted points, for reading off exact values
     return files

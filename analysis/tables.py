@@ -21,6 +21,7 @@ import re
 from pathlib import Path
 
 from vidbench.errors import InputError
+from vidbench.io import write_text
 
 PAPER_DIR = Path(__file__).resolve().parent / "paper"
 SOURCE = "AdaFuse (Meng et al., ICLR 2021)"
@@ -85,8 +86,8 @@ def run(args):
     out.mkdir(parents=True, exist_ok=True)
     for name in args.tables or table_names():
         frame, note = build_table(name, summary)
-        _write_atomic(out / f"{name}.csv", frame.to_csv(index=False, float_format="%.4g"))
-        _write_atomic(out / f"{name}.md", to_markdown(name, frame, note))
+        write_text(out / f"{name}.csv", frame.to_csv(index=False, float_format="%.4g"))
+        write_text(out / f"{name}.md", to_markdown(name, frame, note))
         print(f"{name}: {int((frame['n'] > 0).sum())} of {len(frame)} rows reproduced -> {out / name}.md/.csv")
 
 
@@ -289,21 +290,6 @@ def to_markdown(name, frame, note: str) -> str:
         cells = [_cell(row[c]) if not (c == "n" and row[c] == 0) else "0" for c in header]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    import os
-    import tempfile
-
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def check_published() -> None:

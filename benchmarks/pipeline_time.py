@@ -59,8 +59,8 @@ def checks(summary: pd.DataFrame) -> list[tuple[str, bool]]:
         if "random" in methods:
             off = abs(gflops[dataset, "random"] / gflops[dataset, "adafuse"] - 1)
             check(f"{dataset}: random is {off:.1%} off adafuse's GFLOPs (<= 5%)", off <= 0.05)
-    if "adafuse" in methods and "policy_reuse_over_keep" in main.columns:
-        quotient = main["policy_reuse_over_keep"]
+    if "adafuse" in methods and "reuse_over_keep" in main.columns:
+        quotient = main["reuse_over_keep"]
         for dataset in TEMPORAL:
             q, k = quotient[dataset, "adafuse"], quotient[APPEARANCE, "adafuse"]
             check(f"{dataset}: adafuse reuse/keep {q:.3f} > {APPEARANCE}'s {k:.3f}", q > k)

@@ -37,7 +37,8 @@ def main(argv: list[str] | None = None) -> int:
             sub.set_defaults(handler=module.run)
     args = parser.parse_args(argv)
     try:
-        return args.handler(args) or 0
+        status = args.handler(args)
+        return status if isinstance(status, int) else 0
     except InputError as err:
         print(f"vidbench {args.command}: error: {err}", file=sys.stderr)
         return 2

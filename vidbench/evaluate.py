@@ -24,8 +24,8 @@ def collect(model, loader, device, progress) -> tuple[dict, int]:
     """Per-video logits, labels, FLOPs and statistics over the whole split (concatenated on the CPU)."""
     parts, skipped = {}, 0
     with torch.no_grad():
-        for clips, labels, n_skipped in tqdm(loader, desc="evaluate", leave=False, disable=not progress,
-                                             file=sys.stderr):
+        for clips, labels, n_skipped in tqdm(loader, desc="evaluate", leave=False, file=sys.stderr,
+                                             disable=None if progress else True):
             skipped += n_skipped
             if len(labels) == 0:
                 continue

@@ -56,7 +56,8 @@ def write_log(path: Path, history: list[dict]) -> None:
 def train_epoch(model, loader, optimizer, cfg, device, epoch, progress):
     model.train()
     totals = {"loss": 0.0, "correct": 0, "flops": 0.0, "videos": 0, "skipped": 0}
-    bar = tqdm(loader, desc=f"epoch {epoch + 1}", leave=False, disable=not progress, file=sys.stderr)
+    bar = tqdm(loader, desc=f"epoch {epoch + 1}", leave=False, file=sys.stderr,
+               disable=None if progress else True)  # None: a bar on a terminal, none in log files
     for step, (clips, labels, skipped) in enumerate(bar):
         totals["skipped"] += skipped
         if len(labels) == 0:
@@ -108,7 +109,10 @@ def train(spec: dict, run_dir, progress: bool = True) -> dict:
         state = saved["state"]
         print(f"resuming {run_dir} after epoch {state['epoch']}", file=sys.stderr)
     for epoch in range(state["epoch"], cfg["epochs"]):
-        seed_everything(spec["seed"] * 1009 + epoch)  # an epoch's draws do not depend on where training resumed
+        epoch_seed = spec["seed"] * 1009 + epoch  # an epoch's draws do not depend on where training resumed
+        seed_everything(epoch_seed)
+        loader.generator.manual_seed(epoch_seed)
+        loader.dataset.seed(epoch_seed)
         started = time.perf_counter()
         totals = train_epoch(model, loader, optimizer, cfg, device, epoch, progress)
         lr = optimizer.param_groups[0]["lr"]
@@ -125,6 +129,8 @@ def train(spec: dict, run_dir, progress: bool = True) -> dict:
         vio.save_torch({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                         "scheduler": scheduler.state_dict(), "state": state}, checkpoint)
         write_log(run_dir / LOG, state["history"])
+        print(f"epoch {epoch + 1}/{cfg['epochs']}: " + ", ".join(f"{k} {v}" for k, v in state["history"][-1].items()
+                                                                 if k != "epoch"), file=sys.stderr)
     result = {"spec": spec, "model": model.state_dict(), "params": count_params(model),
               "train_time_s": state["seconds"], "skipped": state["skipped"], "history": state["history"]}
     vio.save_torch(result, run_dir / FINAL)

@@ -33,7 +33,7 @@ RUNS = all_runs(config, METHODS)  # configured runs plus the runs they `require`
 DATASETS = list(config["datasets"])
 SUMMARY = f"{RESULTS}/summary.csv"
 TABLE_FILES = [f"{RESULTS}/tables/{name}.{ext}" for name in table_names() for ext in ("md", "csv")]
-PLOT_FILES = [f"{RESULTS}/plots/pareto_{d}.{ext}" for d in DATASETS for ext in ("png", "pdf")]
+PLOT_FILES = [f"{RESULTS}/plots/pareto_{d}.{ext}" for d in DATASETS for ext in ("png", "pdf", "csv")]
 # AdaFuse's policy figures (paper Figures 3 and 4), when AdaFuse's default point runs.
 POLICY_RUNS = [run for run in RUNS if run[1] == "adafuse" and run[2] == "default"]
 POLICY_PLOT_FILES = [f"{RESULTS}/plots/{name}.{ext}" for ext in ("png", "pdf") for name in

@@ -1,0 +1,85 @@
+"""The shared trainer and evaluator: outputs, resume after a crash, NaN loss, metrics.json."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import yaml
+
+from vidbench import config as cfg
+from vidbench import train as trainer
+from vidbench.data.prepare import prepare
+from vidbench.data.synth import generate
+from vidbench.evaluate import evaluate
+
+TEST_CONFIG = cfg.DEFAULT_CONFIG.parent / "test.yaml"
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train")
+    generate("sthv1", root / "raw" / "synth-sthv1", train_per_class=3, val_per_class=2, seed=0)
+    prepare("sthv1", root / "raw" / "synth-sthv1", root / "prepared" / "synth-sthv1")
+    data = yaml.safe_load(TEST_CONFIG.read_text())
+    data.update(results=str(root / "results"), data_dir=str(root))
+    data["datasets"] = {"synth-sthv1": data["datasets"]["synth-sthv1"]}
+    data["train"].update(epochs=3, lr_steps=[2])
+    path = root / "config.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return cfg.load_config(path)
+
+
+def spec_for(config, method="tsm"):
+    return cfg.resolve_run(config, "synth-sthv1", method, "default", "resnet_tiny", 0)
+
+
+def test_train_then_evaluate_writes_every_output(config, tmp_path):
+    spec = spec_for(config, "tsn")
+    result = trainer.train(spec, tmp_path, progress=False)
+    assert (tmp_path / "model.pt").exists() and not (tmp_path / "checkpoint.pt").exists()
+    assert [row["epoch"] for row in result["history"]] == [1, 2, 3]
+    assert (tmp_path / "log.csv").read_text().splitlines()[0] == ",".join(trainer.LOG_FIELDS)
+    metrics = evaluate(tmp_path, progress=False)
+    assert json.loads((tmp_path / "metrics.json").read_text()) == json.loads(json.dumps(metrics, default=str))
+    assert 0 <= metrics["top1"] <= metrics["top5"] <= 100
+    assert metrics["gflops"] == pytest.approx(metrics["dense_gflops"])  # TSN is static
+    assert metrics["num_videos"] == 24 and metrics["config"] == spec and metrics["latency_ms"] > 0
+    assert metrics["environment"]["packages"]["torch"].startswith("2.")
+
+
+def test_killed_training_resumes_to_the_same_weights(config, tmp_path, monkeypatch):
+    spec = spec_for(config)
+    uninterrupted = trainer.train(spec, tmp_path / "once", progress=False)
+
+    real_epoch = trainer.train_epoch
+
+    def crash_in_second_epoch(model, loader, optimizer, cfg_, device, epoch, progress):
+        if epoch == 1:
+            raise KeyboardInterrupt("killed")
+        return real_epoch(model, loader, optimizer, cfg_, device, epoch, progress)
+
+    monkeypatch.setattr(trainer, "train_epoch", crash_in_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train(spec, tmp_path / "twice", progress=False)
+    saved = torch.load(tmp_path / "twice" / "checkpoint.pt", weights_only=False)
+    assert saved["state"]["epoch"] == 1 and not (tmp_path / "twice" / "model.pt").exists()
+    monkeypatch.setattr(trainer, "train_epoch", real_epoch)
+    resumed = trainer.train(spec, tmp_path / "twice", progress=False)
+    assert [row["epoch"] for row in resumed["history"]] == [1, 2, 3]
+    for name, tensor in uninterrupted["model"].items():
+        assert torch.equal(tensor, resumed["model"][name]), name
+
+
+def test_nan_loss_stops_with_a_clear_error(config, tmp_path, monkeypatch):
+    monkeypatch.setattr(trainer.F, "cross_entropy", lambda logits, labels: logits.sum() * float("nan"))
+    with pytest.raises(trainer.TrainingError, match=r"loss is nan at epoch 1, step 1"):
+        trainer.train(spec_for(config, "tsn"), tmp_path, progress=False)
+    assert not (tmp_path / "model.pt").exists()
+
+
+def test_too_many_unreadable_videos_stop_training():
+    trainer.check_unreadable(0, 100, 0.01)
+    trainer.check_unreadable(1, 100, 0.01)
+    with pytest.raises(trainer.TrainingError, match="2 of 100 training videos were unreadable"):
+        trainer.check_unreadable(2, 100, 0.01)
