@@ -46,21 +46,31 @@ def pareto_front(gflops, top1) -> list[int]:
     return front
 
 
-def points(summary, dataset):
-    """Mean over seeds per (method, backbone, point) of one dataset, sorted by GFLOPs."""
+def points(summary, dataset, sweeps: dict[str, tuple] | None = None):
+    """Mean over seeds per (method, backbone, point) of one dataset, with its legend label and curve.
+
+    A curve joins the evaluation-time points of one trained model (early exit) and the operating points a
+    method lists as its `sweep`; any other non-default operating point is its own marker, labelled
+    "<title> (<point>)" (an ablation such as AdaFuse's skip-only).
+    """
     rows = summary[summary["dataset"].astype(str) == dataset]
     if rows.empty:
         return rows
-    label = "title" if "title" in rows.columns else "method"
-    agg = {"gflops": "mean", "top1": "mean", label: "first"}
+    rows = rows.assign(trained_point=rows["trained_point"].fillna(rows["point"]) if "trained_point" in rows
+                       else rows["point"], title=rows["title"] if "title" in rows else rows["method"])
+    agg = {"gflops": "mean", "top1": "mean", "title": "first"}
     if "params_m" in rows.columns:
         agg["params_m"] = "mean"
-    frame = rows.groupby(["method", "backbone", "point"], sort=False, dropna=False).agg(agg).reset_index()
-    frame = frame.dropna(subset=["gflops", "top1"])
-    frame["label"] = frame[label].astype(str)
+    frame = rows.groupby(["method", "backbone", "trained_point", "point"], sort=False, dropna=False).agg(agg)
+    frame = frame.reset_index().dropna(subset=["gflops", "top1"])
+    sweeps = sweeps or {}
+    in_sweep = [tp in sweeps.get(m, ()) for m, tp in zip(frame["method"], frame["trained_point"])]
+    frame["curve"] = [f"{m}/{'sweep' if s else tp}" for m, tp, s in zip(frame["method"], frame["trained_point"], in_sweep)]
+    frame["label"] = [str(t) if s or tp == "default" else f"{t} ({tp})"
+                      for t, tp, s in zip(frame["title"], frame["trained_point"], in_sweep)]
     if "params_m" not in frame:
         frame["params_m"] = 1.0
-    return frame.sort_values(["method", "backbone", "gflops"]).reset_index(drop=True)
+    return frame.sort_values(["curve", "backbone", "gflops"]).reset_index(drop=True)
 
 
 def plot_dataset(summary, dataset: str, out: Path) -> list[Path]:
@@ -70,14 +80,16 @@ def plot_dataset(summary, dataset: str, out: Path) -> list[Path]:
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    data = points(summary, dataset)
+    from vidbench.plugins import discover
+
+    data = points(summary, dataset, {name: method.sweep for name, method in discover().items()})
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
     if data.empty:
         ax.text(0.5, 0.5, "no runs yet", ha="center", va="center", transform=ax.transAxes)
     else:
         labels = sorted(data["label"].unique())
         palette = dict(zip(labels, sns.color_palette("tab10" if len(labels) <= 10 else "husl", len(labels))))
-        for (_, _), curve in data.groupby(["method", "backbone"], sort=False):
+        for (_, _), curve in data.groupby(["curve", "backbone"], sort=False):
             if len(curve) > 1:
                 ax.plot(curve["gflops"], curve["top1"], color=palette[curve["label"].iloc[0]],
                         linewidth=1.2, alpha=0.7, zorder=1)

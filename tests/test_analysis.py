@@ -179,3 +179,17 @@ def test_plots_written_for_every_dataset(summary, tmp_path):
             assert (out / f"pareto_{ds}.{ext}").stat().st_size > 1000
     frame = plots.points(pd.read_csv(summary, dtype={"point": str}), "synth-jester")
     assert list(frame["gflops"]) == [0.6, 0.9, 1.2]
+
+
+def test_plot_curves_join_sweeps_and_eval_points_only():
+    rows = [("adafuse", "default", "default", 0.5, 90), ("adafuse", "lam-hi", "lam-hi", 0.4, 85),
+            ("adafuse", "skip-only", "skip-only", 0.3, 60), ("earlyexit", "default", "default", 0.7, 95),
+            ("earlyexit", "thr 0.1", "default", 0.5, 80), ("tsn", "default", "default", 1.0, 50)]
+    summary = pd.DataFrame([{"dataset": "d", "method": m, "point": p, "trained_point": t, "backbone": "resnet_tiny",
+                             "seed": 0, "gflops": g, "top1": a, "title": m.upper()} for m, p, t, g, a in rows])
+    frame = plots.points(summary, "d", {"adafuse": ("lam-lo", "default", "lam-hi")})
+    curves = frame.groupby("curve")["point"].apply(set).to_dict()
+    assert curves == {"adafuse/sweep": {"default", "lam-hi"}, "adafuse/skip-only": {"skip-only"},
+                      "earlyexit/default": {"default", "thr 0.1"}, "tsn/default": {"default"}}
+    labels = dict(zip(frame["point"] + "@" + frame["method"], frame["label"]))
+    assert labels["skip-only@adafuse"] == "ADAFUSE (skip-only)" and labels["lam-hi@adafuse"] == "ADAFUSE"

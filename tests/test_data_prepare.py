@@ -144,7 +144,7 @@ def test_unknown_template_and_bad_json_sthv2(tmp_path_factory, tmp_path):
     assert "entry 3" in str(info.value) and entries[3]["id"] in str(info.value)
     problems = json.loads((tmp_path / "out" / "report.json").read_text())["annotation_problems"]
     assert len(problems) == 2
-    assert problems[1]["file"] == str(val) and problems[1]["line"] == 3 and "bad JSON" in problems[1]["message"]
+    assert problems[1]["file"] == str(val) and problems[1]["line"] == 4 and "bad JSON" in problems[1]["message"]
 
 
 def test_missing_root_and_missing_annotation_file(tmp_path_factory, tmp_path):

@@ -41,12 +41,14 @@ def device_of(spec: dict) -> torch.device:
     return torch.device(wanted)
 
 
-def build_model(spec: dict):
-    """The run's model with its FLOP cost table attached (on the CPU)."""
+def build_model(spec: dict, costs: dict | None = None):
+    """The run's model (on the CPU) with its FLOP cost table: `costs` saved by training, else counted anew."""
     data = spec["data"]
     method = get_method(spec["method"])
     model = method.build(spec["model"], backbone=spec["backbone"], num_classes=num_classes(data["prepared"]),
                          num_segments=data["num_segments"])
+    if costs is not None:
+        return flops.attach_costs(model, costs)
     return flops.attach(model, (data["num_segments"], 3, data["input_size"], data["input_size"]))
 
 

@@ -92,7 +92,7 @@ def evaluate(run_dir, progress: bool = True) -> dict:
     seed_everything(spec["seed"])
     device = device_of(spec)
     trained = torch.load(run_dir / FINAL, map_location="cpu", weights_only=False)
-    model = build_model(spec)
+    model = build_model(spec, trained["costs"])
     model.load_state_dict(trained["model"])
     model.to(device).eval()
     loader = make_loader(spec, "val", train=False, batch_size=spec["eval"]["batch_size"])

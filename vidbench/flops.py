@@ -7,7 +7,6 @@ compute the latter per sample from `model.costs`.
 from __future__ import annotations
 
 import torch
-from fvcore.nn import FlopCountAnalysis
 from torch import nn
 
 from vidbench.model import VideoModel
@@ -24,6 +23,8 @@ class _LogitsOnly(nn.Module):
 
 def count_modules(model: VideoModel, clip_shape: tuple[int, ...]) -> dict[str, float]:
     """MACs of one video of `clip_shape` (T, C, H, W) per module name ('' is the total)."""
+    from fvcore.nn import FlopCountAnalysis  # imported here: evaluation reuses the table training saved
+
     was_training = model.training
     model.eval()
     try:
@@ -39,7 +40,12 @@ def count_modules(model: VideoModel, clip_shape: tuple[int, ...]) -> dict[str, f
 
 def attach(model: VideoModel, clip_shape: tuple[int, ...]) -> VideoModel:
     """Give the model its per-module cost table and its dense cost per video."""
-    model.costs = count_modules(model, clip_shape)
+    return attach_costs(model, count_modules(model, clip_shape))
+
+
+def attach_costs(model: VideoModel, costs: dict[str, float]) -> VideoModel:
+    """Attach a cost table counted before (training saves it, so evaluation need not trace again)."""
+    model.costs = dict(costs)
     model.dense_flops = model.costs[""] + model.extra_flops()
     return model
 

@@ -16,8 +16,8 @@ import yaml
 from vidbench.backbones import per_backbone
 from vidbench.errors import InputError
 
-MANIFEST_KEYS = {"title", "citation", "paper_label", "defaults", "operating_points", "default_points", "requires",
-                 "description"}
+MANIFEST_KEYS = {"title", "citation", "paper_label", "defaults", "operating_points", "default_points", "sweep",
+                 "requires", "description"}
 
 
 def methods_dir() -> Path:
@@ -36,6 +36,7 @@ class Method:
     operating_points: dict = field(default_factory=lambda: {"default": {}})
     requires: tuple = ()
     default_points: tuple = ("default",)  # the points a run takes unless its config lists others
+    sweep: tuple = ()                      # points that form one accuracy-vs-FLOPs curve in the plots
 
     def build(self, cfg: dict, *, backbone: str, **kwargs):
         """The method's model; options written per backbone ({resnet50: v, default: v}) are resolved first."""
@@ -78,13 +79,14 @@ def load_manifest(path: Path) -> Method:
         raise InputError(path / "model.py", "method directory has no model.py", expected="a module with build(...)")
     points = data.get("operating_points") or {"default": {}}
     default_points = tuple(data.get("default_points") or points)
-    unknown_points = set(default_points) - set(points)
-    if unknown_points:
-        raise InputError(file, f"default_points names unknown operating points {sorted(unknown_points)}",
-                         expected=f"names among {sorted(points)}")
+    sweep = tuple(data.get("sweep") or ())
+    for key, names in (("default_points", default_points), ("sweep", sweep)):
+        if set(names) - set(points):
+            raise InputError(file, f"{key} names unknown operating points {sorted(set(names) - set(points))}",
+                             expected=f"names among {sorted(points)}")
     return Method(name=path.name, path=path, title=data["title"], citation=data["citation"],
                   paper_label=data.get("paper_label", data["title"]), defaults=data.get("defaults") or {},
-                  operating_points=points, default_points=default_points,
+                  operating_points=points, default_points=default_points, sweep=sweep,
                   requires=tuple(data.get("requires") or ()))
 
 

@@ -131,7 +131,7 @@ def train(spec: dict, run_dir, progress: bool = True) -> dict:
         write_log(run_dir / LOG, state["history"])
         print(f"epoch {epoch + 1}/{cfg['epochs']}: " + ", ".join(f"{k} {v}" for k, v in state["history"][-1].items()
                                                                  if k != "epoch"), file=sys.stderr)
-    result = {"spec": spec, "model": model.state_dict(), "params": count_params(model),
+    result = {"spec": spec, "model": model.state_dict(), "costs": model.costs, "params": count_params(model),
               "train_time_s": state["seconds"], "skipped": state["skipped"], "history": state["history"]}
     vio.save_torch(result, run_dir / FINAL)
     checkpoint.unlink(missing_ok=True)

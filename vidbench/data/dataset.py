@@ -74,14 +74,16 @@ _REFORMATTERS: dict = {}
 
 
 def _reformatter():
-    """One colour-conversion context per process (creating one per frame dominates small-video decoding)."""
+    """One colour-conversion context per process (creating one per frame dominates small-video decoding).
+
+    Keyed by process id: a forked DataLoader worker makes its own and never frees the parent's copy.
+    """
     import os
 
     from av.video.reformatter import VideoReformatter
 
     pid = os.getpid()
     if pid not in _REFORMATTERS:
-        _REFORMATTERS.clear()
         _REFORMATTERS[pid] = VideoReformatter()
     return _REFORMATTERS[pid]
 
@@ -103,7 +105,7 @@ def _decode_video(path: Path, indices=None) -> dict[int, np.ndarray]:
             stream.thread_count = 1
         for k, frame in enumerate(container.decode(stream)):
             if need is None or k in need:
-                out[k] = reformatter.reformat(frame, format="rgb24").to_ndarray()
+                out[k] = reformatter.reformat(frame, format="rgb24", threads=1).to_ndarray()  # no sws thread pool
             if last is not None and k >= last:
                 break
     return out

@@ -11,7 +11,6 @@ import csv
 import io
 import json
 import os
-import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -218,12 +217,12 @@ def prepare(fmt: str, root, out, *, subset_classes=None, subset_ids_train=None, 
                                                  "num_classes": len(ann.classes)}, indent=1) + "\n")
     _write_atomic(out / "report.json", json.dumps(report, indent=1) + "\n")
     if not quiet:
-        print(_summary(report), file=sys.stderr)
+        print(_summary(report))
         for key in ("missing", "unreadable", "too_short"):
             for item in report[key][:3]:
-                print(f"  {key}: {item['path']} ({item['reason']})", file=sys.stderr)
+                print(f"  {key}: {item['path']} ({item['reason']})")
             if len(report[key]) > 3:
-                print(f"  ... {len(report[key]) - 3} more {key} in {out / 'report.json'}", file=sys.stderr)
+                print(f"  ... {len(report[key]) - 3} more {key} in {out / 'report.json'}")
     return report
 
 
