@@ -204,24 +204,50 @@ def resnet_tiny(**kwargs):
     return ResNet(BasicBlock, [1, 1, 1, 1], widths=(8, 16, 32, 64), small_input=True, **kwargs)
 
 
-def load_pretrained(backbone: ResNet, path) -> None:
-    """Load a torchvision-format ImageNet state dict from a local file; its `fc.*` entries are ignored."""
+def read_pretrained(path, mmap: bool = False) -> dict:
+    """The backbone entries of a torchvision-format ImageNet state dict in a local file (`fc.*` dropped).
+
+    `mmap` maps the file instead of reading it (for checks that only look at names and shapes).
+    """
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "pretrained weights file not found", expected="a local torchvision-format .pth file")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+        except RuntimeError:
+            if not mmap:
+                raise
+            state = torch.load(path, map_location="cpu", weights_only=True)  # legacy (non-zip) files cannot map
     except Exception as err:
         raise InputError(path, f"cannot read pretrained weights: {err}", expected="a torch.save'd state dict") from err
     state = state.get("state_dict", state) if isinstance(state, dict) else state
-    state = {k.removeprefix("module."): v for k, v in state.items() if not k.startswith("fc.")}
-    own = backbone.state_dict()
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise InputError(path, "not a state dict of tensors", expected="a torchvision-format .pth file")
+    return {k.removeprefix("module."): v for k, v in state.items() if not k.startswith("fc.")}
+
+
+def _match_pretrained(own: dict, state: dict, path, name: str = "this backbone") -> None:
+    """Stop with the file's name unless `state` has exactly the backbone's parameters and buffers."""
     missing = sorted(k for k in own if k not in state and not k.endswith("num_batches_tracked"))
     unexpected = sorted(k for k in state if k not in own)
-    wrong = sorted(k for k in state if k in own and state[k].shape != own[k].shape)
+    wrong = sorted(k for k in state if k in own and tuple(state[k].shape) != tuple(own[k].shape))
     if missing or unexpected or wrong:
         detail = "; ".join(f"{label}: {keys[:3]}{'...' if len(keys) > 3 else ''}" for label, keys in
                            (("missing", missing), ("unexpected", unexpected), ("shape mismatch", wrong)) if keys)
-        raise InputError(path, f"weights do not match this backbone ({detail})",
+        raise InputError(path, f"weights do not match {name} ({detail})",
                          expected="a torchvision checkpoint of the same ResNet depth")
+
+
+def check_pretrained(name: str, path) -> None:
+    """Check, without loading the weights, that `path` holds ImageNet weights for backbone `name`."""
+    with torch.device("meta"):  # shapes only: no memory, no initialisation cost
+        own = create_backbone(name).state_dict()
+    _match_pretrained(own, read_pretrained(path, mmap=True), path, name)
+
+
+def load_pretrained(backbone: ResNet, path) -> None:
+    """Load a torchvision-format ImageNet state dict from a local file; its `fc.*` entries are ignored."""
+    state = read_pretrained(path)
+    _match_pretrained(backbone.state_dict(), state, path)
     backbone.load_state_dict(state, strict=False)

@@ -14,6 +14,7 @@ from vidbench.errors import InputError
 COMMANDS = {
     "synth": ("vidbench.data.synth", "generate a synthetic dataset in its real counterpart's layout"),
     "prepare": ("vidbench.data.prepare", "turn an official dataset layout into the uniform index"),
+    "extract": ("vidbench.data.extract", "decode a prepared video dataset into JPEG frame folders (sharded)"),
     "train": ("vidbench.train", "train one run (dataset x method x point x backbone x seed)"),
     "evaluate": ("vidbench.evaluate", "evaluate a trained run and write metrics.json"),
     "methods": ("vidbench.plugins_cli", "list the discovered methods and their operating points"),

@@ -99,12 +99,13 @@ def fill_defaults(config: dict) -> dict:
             for inner, inner_schema in _deref(sub)["properties"].items():
                 if inner not in config[key] and "default" in inner_schema:
                     config[key][inner] = copy.deepcopy(inner_schema["default"])
-    synth_props = top["$defs"]["dataset"]["properties"]["synthetic"]["properties"]
+    dataset_props = top["$defs"]["dataset"]["properties"]
     for entry in config["datasets"].values():
-        if "synthetic" in entry:
-            entry["synthetic"] = entry["synthetic"] or {}
-            for inner, inner_schema in synth_props.items():
-                entry["synthetic"].setdefault(inner, inner_schema["default"])
+        for block in ("synthetic", "extract"):
+            if block in entry:
+                entry[block] = entry[block] or {}
+                for inner, inner_schema in dataset_props[block]["properties"].items():
+                    entry[block].setdefault(inner, inner_schema["default"])
     return config
 
 
@@ -206,8 +207,25 @@ def check_names(config: dict, methods: dict[str, Method] | None = None) -> None:
     if not selected_methods(config, found):
         raise InputError(src, "no method selected", expected=f"methods among {sorted(found)} "
                          f"(found in {methods_dir()}), not all excluded")
+    for i, rule in enumerate(config.get("exclude_runs") or []):
+        for name in rule.get("methods", []):
+            if name not in found:
+                raise InputError(src, f"unknown method {name!r} in exclude_runs[{i}]", expected=f"one of {sorted(found)}")
+        for name in rule.get("datasets", []):
+            if name not in config["datasets"]:
+                raise InputError(src, f"unknown dataset {name!r} in exclude_runs[{i}]",
+                                 expected=f"one of {list(config['datasets'])}")
+        owners = [found[m] for m in rule.get("methods", found)]
+        for point in rule.get("points", []):
+            if not any(point in m.operating_points for m in owners):
+                raise InputError(src, f"unknown operating point {point!r} in exclude_runs[{i}]",
+                                 expected=f"a point of {sorted(m.name for m in owners)}")
+    for name in config.get("per_method") or {}:
+        if name not in found:
+            raise InputError(src, f"unknown method {name!r} in per_method", expected=f"one of {sorted(found)}")
     for dataset, entry in config["datasets"].items():
         _dataset_root(config, dataset)
+        _check_data_options(config, dataset)
         for name, overrides in (entry.get("methods") or {}).items():
             if name not in found:
                 raise InputError(src, f"unknown method {name!r} in datasets.{dataset}.methods",
@@ -220,6 +238,56 @@ def check_names(config: dict, methods: dict[str, Method] | None = None) -> None:
                                      "defaults or operating points, or of the model section)")
     for method in found.values():
         _requirement_order(method.name, found)
+    check_pretrained_files(config, found)
+
+
+VIDEO_FORMATS = ("sthv2", "kinetics", "minikinetics")  # formats that ship videos, not frame folders
+
+
+def _check_data_options(config: dict, dataset: str) -> None:
+    """`subset` only for minikinetics (its files must exist), `extract` only for formats that ship videos."""
+    entry, src = config["datasets"][dataset], _source(config)
+    if "subset" in entry:
+        if entry["format"] != "minikinetics" or "synthetic" in entry:
+            raise InputError(src, f"datasets.{dataset}.subset is only for real minikinetics datasets",
+                             expected="format: minikinetics with a root")
+        for key, path in entry["subset"].items():
+            if not Path(path).is_file():
+                raise InputError(src, f"datasets.{dataset}.subset.{key}: file {path!r} does not exist",
+                                 expected="the Mini-Kinetics " + ("class list" if key == "classes" else f"{key} id list"))
+    if "extract" in entry and entry["format"] not in VIDEO_FORMATS:
+        raise InputError(src, f"datasets.{dataset}.extract: format {entry['format']} already ships frame folders",
+                         expected=f"extract only for the video formats {list(VIDEO_FORMATS)}")
+
+
+def pretrained_paths(config: dict, methods: dict[str, Method] | None = None) -> dict[tuple[str, str], list[str]]:
+    """{(backbone, path): [where it is set]} for every pretrained file a configured run would load."""
+    found = _methods(methods)
+    wanted: dict[tuple[str, str], list[str]] = {}
+    for dataset, method, point, backbone, seed in all_runs(config, found):
+        entry = config["datasets"][dataset]
+        value, where = found[method].point_config(point).get("pretrained"), f"methods/{method}/method.yaml"
+        for layer, name in ((config["model"], "model"), (entry.get("model") or {}, f"datasets.{dataset}.model"),
+                            ((entry.get("methods") or {}).get(method) or {}, f"datasets.{dataset}.methods.{method}")):
+            if "pretrained" in layer:
+                value, where = layer["pretrained"], name
+        path = per_backbone(value, backbone)
+        if path:
+            places = wanted.setdefault((backbone, str(path)), [])
+            if where not in places:
+                places.append(where)
+    return wanted
+
+
+def check_pretrained_files(config: dict, methods: dict[str, Method] | None = None) -> None:
+    """Every pretrained file a run would load exists and holds weights of its backbone (names and shapes)."""
+    from vidbench.backbones import check_pretrained
+
+    for (backbone, path), where in pretrained_paths(config, methods).items():
+        try:
+            check_pretrained(backbone, path)
+        except InputError as err:
+            raise InputError(_source(config), f"pretrained weights for {backbone} ({', '.join(where)}): {err}") from None
 
 
 def _model_keys(method: Method) -> set[str]:
@@ -279,7 +347,14 @@ def runs(config: dict, methods: dict[str, Method] | None = None) -> list[tuple]:
             for name in selected_methods(config, found)
             for point in selected_points(config, found[name])
             for backbone in config["backbones"]
+            if not excluded(config, dataset, name, point, backbone)
             for seed in config["seeds"]]
+
+
+def excluded(config: dict, dataset: str, method: str, point: str, backbone: str) -> bool:
+    """Whether a filter of `exclude_runs` matches the run on every key it names."""
+    run = {"datasets": dataset, "methods": method, "points": point, "backbones": backbone}
+    return any(all(run[key] in names for key, names in rule.items()) for rule in config.get("exclude_runs") or [])
 
 
 def required_point(required: Method, point: str) -> str:
@@ -311,6 +386,17 @@ def all_runs(config: dict, methods: dict[str, Method] | None = None) -> list[tup
     return ordered
 
 
+def prepared_dir(config: dict, dataset: str) -> str:
+    """The index training reads: `vidbench prepare`'s, or with `extract` the index of the extracted frames."""
+    base = f"{config['data_dir']}/prepared/{dataset}"
+    return f"{base}/frames" if "extract" in config["datasets"][dataset] else base
+
+
+def frames_dir(config: dict, dataset: str) -> str:
+    """Where `extract` writes a dataset's frame folders."""
+    return f"{config['data_dir']}/frames/{dataset}"
+
+
 def run_dir(config: dict, dataset: str, method: str, point: str, backbone: str, seed: int) -> str:
     return f"{config['results']}/runs/{dataset}/{method}/{point}/{backbone}/seed{seed}"
 
@@ -321,8 +407,8 @@ def resolve_run(config: dict, dataset: str, method: str, point: str, backbone: s
 
     model = method.yaml defaults < operating point < config `model` < dataset `model`
             < dataset `methods.<method>`, values written per backbone picked for this backbone;
-    data/train/eval = config section < dataset section. `requires` ({method: its metrics.json}) is
-    given at the top level and, when not empty, in `model` too (where the method's build() reads it).
+    data/eval = config section < dataset section; train = config < dataset < `per_method.<method>`.
+    `requires` ({method: its metrics.json}) is given at the top level and, when not empty, in `model` too (where the method's build() reads it).
     """
     found = _methods(methods)
     src = _source(config)
@@ -340,7 +426,7 @@ def resolve_run(config: dict, dataset: str, method: str, point: str, backbone: s
     model = {key: per_backbone(value, backbone) for key, value in model.items()}
     data = {**copy.deepcopy(config["data"]), **copy.deepcopy(entry.get("data") or {}),
             "format": entry["format"], "root": _dataset_root(config, dataset),
-            "synthetic": "synthetic" in entry, "prepared": f"{config['data_dir']}/prepared/{dataset}"}
+            "synthetic": "synthetic" in entry, "prepared": prepared_dir(config, dataset)}
     requires = {req: run_dir(config, *run) + "/metrics.json"
                 for req, run in requirements(config, dataset, method, point, backbone, seed, found).items()}
     if requires:
@@ -350,7 +436,8 @@ def resolve_run(config: dict, dataset: str, method: str, point: str, backbone: s
         "title": plugin.title, "paper_label": plugin.paper_label,
         "data": data,
         "model": model,
-        "train": {**copy.deepcopy(config["train"]), **copy.deepcopy(entry.get("train") or {})},
+        "train": {**copy.deepcopy(config["train"]), **copy.deepcopy(entry.get("train") or {}),
+                  **copy.deepcopy(((config.get("per_method") or {}).get(method) or {}).get("train") or {})},
         "eval": {**copy.deepcopy(config["eval"]), **copy.deepcopy(entry.get("eval") or {})},
         "requires": requires,
         "results_dir": config["results"],

@@ -2,13 +2,15 @@
 import copy
 import json
 import re
+import shlex
 import sys
 
 from snakemake.utils import validate
 
 sys.path.insert(0, workflow.basedir)  # the checkout's vidbench/ and analysis/ even without `pip install -e`
 
-from vidbench.config import all_runs, backbones, configfile_text, requirements, resolve_run, run_dir, validate_config
+from vidbench.config import (all_runs, backbones, configfile_text, frames_dir, prepared_dir, requirements, resolve_run,
+                             run_dir, validate_config)
 from vidbench.plugins import discover
 from analysis.tables import table_names
 
@@ -31,6 +33,7 @@ DATA = config["data_dir"]
 LOGS = f"{RESULTS}/logs"
 RUNS = all_runs(config, METHODS)  # configured runs plus the runs they `require`
 DATASETS = list(config["datasets"])
+EXTRACT_DATASETS = [d for d in DATASETS if "extract" in config["datasets"][d]]  # decoded once into frames
 SUMMARY = f"{RESULTS}/summary.csv"
 TABLE_FILES = [f"{RESULTS}/tables/{name}.{ext}" for name in table_names() for ext in ("md", "csv")]
 PLOT_FILES = [f"{RESULTS}/plots/pareto_{d}.{ext}" for d in DATASETS for ext in ("png", "pdf", "csv")]
@@ -41,8 +44,9 @@ POLICY_PLOT_FILES = [f"{RESULTS}/plots/{name}.{ext}" for ext in ("png", "pdf") f
 
 # Per train/evaluate job (cluster profiles read these); light rules get small fixed amounts.
 JOB_RESOURCES = dict(config["resources"])
-JOB_THREADS = config["train"]["threads"]
+JOB_THREADS = config["train"]["threads"] + config["data"]["workers"]  # torch threads + data-loading processes
 LIGHT = dict(mem_mb=1000, runtime=30, gpu=0)
+EXTRACT_RESOURCES = dict(mem_mb=2000, runtime=24 * 60, gpu=0)  # a shard of Kinetics takes hours
 
 RUN_PATTERN = "{dataset}/{method}/{point}/{backbone}/seed{seed}"
 

@@ -5,7 +5,7 @@ def train_input(wc):
     """The prepared dataset, plus the metrics.json of the runs this method `requires`
     (same dataset/backbone/seed; e.g. the random policy reads AdaFuse's policy statistics)."""
     required = requirements(config, *run_of(wc), methods=METHODS)
-    return {"prepared": f"{DATA}/prepared/{wc.dataset}/report.json",
+    return {"prepared": f"{prepared_dir(config, wc.dataset)}/report.json",
             **{f"requires_{name}": metrics_path(run) for name, run in required.items()}}
 
 
