@@ -83,3 +83,21 @@ def test_too_many_unreadable_videos_stop_training():
     trainer.check_unreadable(1, 100, 0.01)
     with pytest.raises(trainer.TrainingError, match="2 of 100 training videos were unreadable"):
         trainer.check_unreadable(2, 100, 0.01)
+
+
+def test_unreadable_video_is_skipped_and_counted(tmp_path):
+    root = tmp_path / "raw"
+    generate("sthv1", root, train_per_class=3, val_per_class=2, seed=1)
+    prepare("sthv1", root, tmp_path / "prepared")
+    video_id, folder = (tmp_path / "prepared" / "val.csv").read_text().splitlines()[1].split(",")[:2]
+    for frame in (root / folder).glob("*.jpg"):  # corrupt after prepare: only loading can find out
+        frame.write_bytes(frame.read_bytes()[:20])
+    data = yaml.safe_load(TEST_CONFIG.read_text())
+    data.update(results=str(tmp_path / "results"), data_dir=str(tmp_path))
+    data["datasets"] = {"synth-sthv1": data["datasets"]["synth-sthv1"]}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(data))
+    spec = spec_for(cfg.load_config(tmp_path / "config.yaml"), "tsn")
+    spec["data"]["prepared"] = str(tmp_path / "prepared")
+    trainer.train(spec, tmp_path / "run", progress=False)
+    metrics = evaluate(tmp_path / "run", progress=False)
+    assert metrics["unreadable"] == {"count": 1, "eval": 1, "train": 0} and metrics["num_videos"] == 23

@@ -73,47 +73,46 @@ class AdaFuseHook(PolicyHook):
 
 
 def build(cfg, *, backbone, num_classes, num_segments):
-    opt = cfg
     net = make_backbone(backbone, cfg)
-    if opt.get("shift"):
+    if cfg.get("shift"):
         for _, block in net.blocks():
-            block.shift = TemporalShift(num_segments, int(opt.get("shift_div", 8)))
+            block.shift = TemporalShift(num_segments, int(cfg.get("shift_div", 8)))
             block.shift_shortcut = True
-    allowed = tuple(opt.get("actions") or ACTIONS)
+    allowed = tuple(cfg.get("actions") or ACTIONS)
     unknown = set(allowed) - set(ACTIONS)
     if unknown or "keep" not in allowed:
         raise ValueError(f"adafuse: actions must be a subset of {ACTIONS} containing 'keep', got {allowed}")
-    eval_sampling = opt.get("eval_sampling", "argmax")
+    eval_sampling = cfg.get("eval_sampling", "argmax")
     if eval_sampling not in ("argmax", "gumbel"):
         raise ValueError(f"adafuse: eval_sampling must be argmax or gumbel, got {eval_sampling!r}")
-    if opt.get("force") not in FORCE:
-        raise ValueError(f"adafuse: force must be null, keep, reuse or skip, got {opt.get('force')!r}")
+    if cfg.get("force") not in FORCE:
+        raise ValueError(f"adafuse: force must be null, keep, reuse or skip, got {cfg.get('force')!r}")
     shared: dict[tuple[int, int, int], tuple[nn.Linear, nn.Linear]] = {}
 
     def make_hook(name, block):
         c_in, width = block.conv1.in_channels, block.width
-        if opt.get("hidden_quota"):
-            hidden = int(opt["hidden_quota"]) // width
+        if cfg.get("hidden_quota"):
+            hidden = int(cfg["hidden_quota"]) // width
         else:
-            hidden = int(opt["hidden"])
+            hidden = int(cfg["hidden"])
         key = (2 * c_in, hidden, 3 * width)
-        if opt.get("share_fc") and key in shared:
+        if cfg.get("share_fc") and key in shared:
             fc1, fc2 = shared[key]
         else:
             fc1, fc2 = nn.Linear(2 * c_in, hidden), nn.Linear(hidden, 3 * width)
             for fc in (fc1, fc2):
-                nn.init.normal_(fc.weight, 0.0, float(opt.get("init_std", 0.001)))
+                nn.init.normal_(fc.weight, 0.0, float(cfg.get("init_std", 0.001)))
                 nn.init.zeros_(fc.bias)
             shared[key] = (fc1, fc2)
-        return AdaFuseHook(num_segments, fc1, fc2, tau=opt.get("tau", 0.67), eval_sampling=eval_sampling,
-                           allowed=allowed, force=opt.get("force"),
-                           logit_scale=float(opt.get("logit_scale", 1.0) or 1.0))
+        return AdaFuseHook(num_segments, fc1, fc2, tau=cfg.get("tau", 0.67), eval_sampling=eval_sampling,
+                           allowed=allowed, force=cfg.get("force"),
+                           logit_scale=float(cfg.get("logit_scale", 1.0) or 1.0))
 
-    stages = [int(s) for s in (opt.get("stages") or (1, 2, 3, 4))]
+    stages = [int(s) for s in (cfg.get("stages") or (1, 2, 3, 4))]
     install_policies(net, make_hook, stages=stages)
-    efficiency = {"lam": float(opt.get("lam", 0.0) or 0.0), "form": opt.get("loss", "gflops"),
-                  "target": float(opt.get("target", 0.0) or 0.0)}
+    efficiency = {"lam": float(cfg.get("lam", 0.0) or 0.0), "form": cfg.get("loss", "gflops"),
+                  "target": float(cfg.get("target", 0.0) or 0.0)}
     if efficiency["form"] not in ("gflops", "relative", "normalised"):
         raise ValueError(f"adafuse: loss must be gflops, relative or normalised, got {efficiency['form']!r}")
-    return PolicyClassifier(net, num_classes, num_segments, opt.get("dropout", 0.5), efficiency)
+    return PolicyClassifier(net, num_classes, num_segments, cfg.get("dropout", 0.5), efficiency)
 
