@@ -1,18 +1,22 @@
 """`vidbench tables`: the paper's tables, reproduced numbers beside the published ones.
 
 Data-driven: each entry of TABLES names a published CSV (analysis/paper/, transcribed from the
-AdaFuse paper) and says how summary rows match its rows:
+AdaFuse paper, or from the Dynamic Inference slides for `dynamic`) and says how summary rows match
+its rows:
 - method: the published `method` column (or the table's fixed label) against a run's `paper_label`
-  (compared case- and punctuation-insensitively, plus the few ALIASES below);
-- backbone: BACKBONES maps a published backbone to run backbones (resnet_tiny is the stand-in of
-  ResNet18);
+  (compared case- and punctuation-insensitively, plus the few ALIASES below); a table's `labels`
+  replace the label of a published (method, backbone) row, its `aliases` add accepted labels;
+- backbone: BACKBONES maps a published backbone to run backbones, plus the table's stand-ins
+  (`stand_ins`, default STAND_INS: resnet_tiny stands in for ResNet18);
 - dataset: a run's dataset without its "synth-" prefix (synth-sthv1 -> sthv1);
 - `match`: extra published columns compared with the run's resolved model config (table 7's hidden
   size and lambda), trying the config keys listed.
 Reproduced cells are means over seeds (n = number of seeds). Published columns are prefixed
 `paper_`. When several operating points of one method match a published row, the `default` point
 is shown if there is one, else one row per point. A published row with no run keeps empty
-reproduced cells; a table with no runs at all is still written (published only).
+reproduced cells; a table with no runs at all is still written (published only). A table's
+`unpublished` rows (descriptive columns only, one per dataset of the table) are matched like
+published ones and appear, with empty `paper_` cells, only when a run matches.
 """
 from __future__ import annotations
 
@@ -26,8 +30,9 @@ from vidbench.io import write_text
 PAPER_DIR = Path(__file__).resolve().parent / "paper"
 SOURCE = "AdaFuse (Meng et al., ICLR 2021)"
 
-BACKBONES = {"ResNet18": ("resnet18", "resnet_tiny"), "ResNet50": ("resnet50",)}
-STAND_INS = {"resnet_tiny": "ResNet18"}
+# published backbone -> run backbones; earlyexit_msdnet builds an MSDNet-38-like network for resnet50
+BACKBONES = {"ResNet18": ("resnet18",), "ResNet50": ("resnet50",), "MSDNet-38": ("resnet50",)}
+STAND_INS = {"resnet_tiny": ("ResNet18",)}  # run backbone -> published backbones it stands in for
 ALIASES = {"adafusetsn": {"adafuse"}}  # normalised published label -> other accepted paper_labels
 # (paper_label, operating point) -> the published row label it reproduces (see methods/adafuse/method.yaml).
 # A point listed here is preferred over the method's `default` point for that row.
@@ -64,6 +69,17 @@ TABLES = {
                    title="Table 7: AdaFuse-TSM+Last policy hidden size and lambda, ResNet50, Something-V2",
                    metrics={"params_M": ("params_m", None), **ACC,
                             "skip_pct": SKIP, "reuse_pct": REUSE}),
+    "dynamic": dict(csv="dynamic_inference_sth.csv", wide=("sthv1", "sthv2"),
+                    source="Dynamic Inference slides (Wu et al., CVPR-W 2020), Something-Something table",
+                    stand_ins={"resnet_tiny": ("ResNet50", "MSDNet-38")},
+                    labels={("TSN-8F", "ResNet50"): "TSN", ("TSM-8F", "ResNet50"): "TSM",
+                            ("DynamicInference", "MSDNet-38"): "DynamicInference-MSDNet"},
+                    unpublished=[{"method": "DynamicInference-frames", "backbone": "ResNet50"}],
+                    note="DynamicInference rows: earlyexit (ResNet) and earlyexit_msdnet (MSDNet) at their "
+                         "`default` threshold; DynamicInference-frames (earlyexit_frames, exits along the "
+                         "frames) was not published.",
+                    title="Dynamic Inference (Wu et al. 2020) on Something-Something V1 and V2",
+                    metrics={**ACC, "top5": ("top5", None)}),
 }
 RUN_COLUMNS = ["n", "run_dataset", "run_method", "run_point", "run_backbone"]
 
@@ -111,9 +127,11 @@ def published(name: str):
         for ds in spec["wide"]:
             cols = [c for c in frame.columns if c.startswith(f"{ds}_")]
             part = frame.drop(columns=[c for c in frame.columns if re.match(r"^(%s)_" % "|".join(spec["wide"]), c)])
+            # dataset goes after the descriptive columns, before the first (non-wide) metric
+            part.insert(next((i for i, c in enumerate(part.columns) if c in spec["metrics"]), len(part.columns)),
+                        "dataset", ds)
             for col in cols:
                 part[col[len(ds) + 1:]] = frame[col]
-            part.insert(list(part.columns).index("params_M"), "dataset", ds)
             part["_order"] = range(len(part))
             parts.append(part[(frame[cols] != "").any(axis=1)])
         frame = pd.concat(parts).sort_values(["_order", "dataset"], kind="stable").drop(columns="_order")
@@ -167,15 +185,22 @@ def _config_value(row, keys):
     return None
 
 
+def _run_backbones(spec, backbone) -> tuple:
+    """Run backbones matching a published backbone in this table: BACKBONES plus the table's stand-ins."""
+    stand_ins = [run for run, paper in spec.get("stand_ins", STAND_INS).items() if backbone in paper]
+    return (*BACKBONES.get(backbone, ()), *stand_ins)
+
+
 def _candidates(spec, prow, repro):
     """Reproduced groups matching one published row."""
     if repro.empty:
         return repro
-    label = prow.get("method", spec.get("label"))
-    labels = {norm(label)} | ALIASES.get(norm(label), set()) | {norm(a) for a in spec.get("aliases", {}).get(label, ())}
     backbone = prow.get("backbone", spec.get("backbone"))
+    label = prow.get("method", spec.get("label"))
+    label = spec.get("labels", {}).get((label, backbone), label)
+    labels = {norm(label)} | ALIASES.get(norm(label), set()) | {norm(a) for a in spec.get("aliases", {}).get(label, ())}
     mask = (repro["row_label"].map(norm).isin(labels) & (repro["paper_dataset"] == prow["dataset"])
-            & repro["backbone"].isin(BACKBONES.get(backbone, ())))
+            & repro["backbone"].isin(_run_backbones(spec, backbone)))
     found = repro[mask]
     if spec.get("match"):
         keep = []
@@ -209,12 +234,15 @@ def build_table(name: str, summary):
     descriptive = [c for c in pub.columns if c not in metrics]
     for col, (source, transform) in metrics.items():
         repro[f"__{col}"] = _value(repro, source, transform)
+    rows = [(prow, True) for _, prow in pub.iterrows()]
+    rows += [(pd.Series({**dict.fromkeys(pub.columns, ""), **extra, "dataset": ds}), False)
+             for extra in spec.get("unpublished", ()) for ds in pub["dataset"].unique()]
     records, used = [], set()
-    for _, prow in pub.iterrows():
+    for prow, is_published in rows:
         base = {c: prow[c] for c in descriptive}
         base.update({f"paper_{c}": prow[c] for c in printed})
         matches = _candidates(spec, prow, repro)
-        if matches.empty:
+        if matches.empty and is_published:
             records.append({**base, "n": 0})
         for idx, row in matches.iterrows():
             used.add(idx)
@@ -223,7 +251,7 @@ def build_table(name: str, summary):
         label = spec.get("label")
         loose = repro[(repro["row_label"].map(norm) == norm(label))
                       & repro["paper_dataset"].eq(pub["dataset"].iloc[0])
-                      & repro["backbone"].isin(BACKBONES.get(spec.get("backbone"), ()))]
+                      & repro["backbone"].isin(_run_backbones(spec, spec.get("backbone")))]
         for idx, row in loose.iterrows():
             if idx in used:
                 continue
@@ -250,9 +278,12 @@ def _run_columns(row) -> dict:
 def _note(name, frame) -> str:
     spec = TABLES[name]
     done = frame[frame["n"] > 0]
-    lines = [f"Published: {SOURCE}, {spec['title'].split(':')[0]} (analysis/paper/{spec['csv']}); "
+    source = spec.get("source", f"{SOURCE}, {spec['title'].split(':')[0]}")
+    lines = [f"Published: {source} (analysis/paper/{spec['csv']}); "
              "`paper_` columns are the published numbers, the columns beside them are reproduced "
              "(mean over seeds; n = number of seeds)."]
+    if "note" in spec:
+        lines.append(spec["note"])
     if done.empty:
         lines.append("No matching runs yet: published numbers only.")
         return "\n".join(lines)
@@ -262,9 +293,9 @@ def _note(name, frame) -> str:
     if any(d.startswith("synth-") for d in datasets):
         lines.append("Synthetic datasets (synth-*) only stand in for the real ones: their accuracies and costs are "
                      "not comparable with the published numbers in absolute terms; compare the ordering of methods.")
-    for run_bb, paper_bb in STAND_INS.items():
+    for run_bb, paper_bbs in spec.get("stand_ins", STAND_INS).items():
         if run_bb in backbones:
-            lines.append(f"{run_bb} stands in for {paper_bb}.")
+            lines.append(f"{run_bb} stands in for {' and '.join(paper_bbs)}.")
     return "\n".join(lines)
 
 

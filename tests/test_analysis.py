@@ -151,12 +151,68 @@ def test_tables_published_beside_reproduced(summary, tmp_path):
     assert len(t3) >= 24 and (t3[t3["dataset"] == "jester"]["n"] == "0").all()
 
 
+def test_dynamic_inference_table(tmp_path):
+    root = tmp_path / "results"
+    fake_metrics(root, "synth-sthv1", "tsn", top1=12.0, gflops=2.0, paper_label="TSN")
+    fake_metrics(root, "synth-sthv2", "tsm", backbone="resnet50", top1=50.0, gflops=33.0, paper_label="TSM")
+    sweep = [{"point": "thr 0.9", "top1": 47.0, "gflops": 1.4}, {"point": "first exit", "top1": 20.0, "gflops": 0.5}]
+    for seed, top1 in ((0, 40.0), (1, 44.0)):
+        fake_metrics(root, "synth-sthv1", "earlyexit", seed=seed, top1=top1, gflops=1.2,
+                     paper_label="DynamicInference", eval_points=sweep)
+    fake_metrics(root, "sthv2", "earlyexit", backbone="resnet50", top1=57.0, gflops=47.0,
+                 paper_label="DynamicInference")
+    fake_metrics(root, "sthv2", "earlyexit_msdnet", backbone="resnet50", top1=59.0, gflops=36.0,
+                 paper_label="DynamicInference-MSDNet", eval_points=sweep)
+    fake_metrics(root, "synth-sthv1", "earlyexit_frames", top1=30.0, gflops=0.4, paper_label="DynamicInference-frames",
+                 eval_points=sweep)
+    summary = tmp_path / "summary.csv"
+    aggregate.run(SimpleNamespace(runs=[str(root / "runs")], metrics=[], out=str(summary)))
+    out = tmp_path / "tables"
+    tables.run(SimpleNamespace(summary=str(summary), out=str(out), tables=["dynamic", "table3"]))
+
+    dyn = pd.read_csv(out / "dynamic.csv", dtype=str, keep_default_na=False)
+    rows = {(r["method"], r["backbone"], r["dataset"]): r for _, r in dyn.iterrows()}
+    ee = rows["DynamicInference", "ResNet50", "sthv1"]  # earlyexit's default point, not its threshold sweep
+    assert ee["paper_top1"] == "45.2" and ee["paper_gflops"] == "52.8" and float(ee["top1"]) == 42.0
+    assert ee["run_method"] == "earlyexit" and ee["run_point"] == "default" and ee["n"] == "2"
+    assert ee["run_backbone"] == "resnet_tiny" and float(ee["top5"]) == 62.0
+    ee2 = rows["DynamicInference", "ResNet50", "sthv2"]
+    assert ee2["run_method"] == "earlyexit" and ee2["run_dataset"] == "sthv2" and float(ee2["top1"]) == 57.0
+    msd = rows["DynamicInference", "MSDNet-38", "sthv2"]  # earlyexit_msdnet on resnet50 = MSDNet-38-like
+    assert msd["paper_top1"] == "60.0" and float(msd["top1"]) == 59.0 and msd["run_point"] == "default"
+    assert msd["run_method"] == "earlyexit_msdnet" and msd["run_backbone"] == "resnet50"
+    assert len(dyn[dyn["method"] == "DynamicInference"]) == 4  # one row each: no method in another's row
+    assert rows["DynamicInference", "MSDNet-38", "sthv1"]["n"] == "0"
+    tsn = rows["TSN-8F", "ResNet50", "sthv1"]
+    assert tsn["paper_top1"] == "19.7" and float(tsn["top1"]) == 12.0 and tsn["run_method"] == "tsn"
+    tsm = rows["TSM-8F", "ResNet50", "sthv2"]
+    assert tsm["paper_top5"] == "84.8" and float(tsm["top1"]) == 50.0 and tsm["run_method"] == "tsm"
+    published_only = (("TSN-16F", "ResNet50", "sthv1"), ("TSM-16F", "ResNet50", "sthv2"),
+                      ("TRN-Multiscale", "BNInception", "sthv2"))
+    for key in published_only:
+        assert rows[key]["n"] == "0" and rows[key]["top1"] == "" and rows[key]["paper_top1"] != ""
+    assert rows["TRN-Multiscale", "BNInception", "sthv1"]["paper_top5"] == ""  # printed "-"
+    frames = dyn[dyn["method"] == "DynamicInference-frames"]  # unpublished: shown only where a run matches
+    assert list(frames["dataset"]) == ["sthv1"] and frames["paper_top1"].iloc[0] == ""
+    assert float(frames["top1"].iloc[0]) == 30.0 and frames["run_point"].iloc[0] == "default"
+    md = (out / "dynamic.md").read_text()
+    assert "Dynamic Inference slides" in md and "resnet_tiny stands in for ResNet50 and MSDNet-38" in md
+    assert "| 45.2 | 42.00 |" in md
+
+    # resnet_tiny stands in for ResNet50 only in the dynamic table: table 3 keeps it to ResNet18
+    t3 = pd.read_csv(out / "table3.csv", dtype=str, keep_default_na=False)
+    tsn3 = t3[(t3["method"] == "TSN") & (t3["dataset"] == "sthv1")].set_index("backbone")
+    assert tsn3.loc["ResNet18", "n"] == "1" and tsn3.loc["ResNet50", "n"] == "0"
+
+
 def test_tables_without_runs(tmp_path):
     out = tmp_path / "summary.csv"
     aggregate.write_csv([], out)
     tables.run(SimpleNamespace(summary=str(out), out=str(tmp_path / "t"), tables=None))
     md = (tmp_path / "t" / "table3.md").read_text()
     assert "published numbers only" in md and "| 82.6 |" in md
+    dyn = pd.read_csv(tmp_path / "t" / "dynamic.csv", dtype=str, keep_default_na=False)
+    assert len(dyn) == 14 and "DynamicInference-frames" not in set(dyn["method"])  # published rows only
     tables.check_published()
 
 
