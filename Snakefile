@@ -3,7 +3,8 @@
 #   snakemake -n                               # the whole plan
 #   snakemake --profile workflow/profiles/slurm --configfile my.yaml
 # A --configfile replaces default.yaml (it is not merged into it); --config KEY=VALUE overrides one key.
-# DAG: synth -> prepare -> train -> evaluate -> aggregate -> tables, plots (rules in workflow/rules/).
+# DAG: synth -> prepare [-> extract_shard x N -> index_frames, for datasets with `extract`] -> train
+#      -> evaluate -> aggregate -> tables, plots (rules in workflow/rules/).
 
 configfile: "workflow/config/default.yaml"
 

@@ -7,10 +7,13 @@ folders with the same frames), prepares each with `vidbench prepare`, then measu
 * loader: `build_loader(..., train=True)` with W worker processes, 8 segments, the training transforms
   (multi-scale crop, resize to 224, normalisation) and batching, iterated over several epochs;
 * raw:    the same number W of processes decoding the same kind of clips (8 frames drawn by the same
-  segment sampling) with PyAV (or PIL for JPEG folders), stopping after the last needed frame, frames
-  converted to RGB arrays, nothing else.
+  segment sampling) with PyAV (or PIL for JPEG folders), one decoding thread per process as the loader,
+  stopping after the last needed frame, the 8 frames converted to RGB arrays, nothing else.
 
-and prints clips/s of both and their ratio (loader / raw; the target is >= 0.8). Never part of the tests.
+and prints clips/s of both and their ratio (loader / raw; the target is >= 0.8), also for the loader's
+uint8 batches before their normalisation (on a GPU machine that happens on the GPU; on the CPU it allocates
+and fills a float32 batch in the main process, which on a small shared machine is not free).
+Never part of the tests.
 
     python benchmarks/loader_speed.py                        # W = 2, every variant
     python benchmarks/loader_speed.py --workers 8 --videos 64 --variants webm
@@ -22,6 +25,7 @@ import json
 import multiprocessing as mp
 import os
 import platform
+import statistics
 import sys
 import tempfile
 import time
@@ -90,6 +94,9 @@ def build_datasets(base: Path, variants, videos: int, size: tuple[int, int], sec
     for variant in variants:
         root = base / variant
         fmt = VARIANTS[variant]
+        prepared[variant] = base / f"{variant}-prepared"
+        if (prepared[variant] / "report.json").exists():  # --keep: built by an earlier run
+            continue
         if fmt == "sthv2":
             for vid, clip in zip(ids, clips):
                 write_video(root / layouts.STHV2_VIDEO_DIR / f"{vid}.webm", clip, fps)
@@ -115,7 +122,6 @@ def build_datasets(base: Path, variants, videos: int, size: tuple[int, int], sec
             (root / layouts.STHV1_LABELS).write_text("\n".join(classes) + "\n")
             (root / layouts.STHV1_SPLITS["train"]).write_text("".join(f"{v};{classes[c]}\n" for v, c in zip(ids, labels)))
             (root / layouts.STHV1_SPLITS["val"]).write_text("")
-        prepared[variant] = base / f"{variant}-prepared"
         prepare(fmt, root, prepared[variant], quiet=True)
     return prepared
 
@@ -138,7 +144,9 @@ def raw_clip(job) -> int:
 
     last = max(need)
     with av.open(path) as container:
-        for k, frame in enumerate(container.decode(video=0)):
+        stream = container.streams.video[0]
+        stream.thread_count = 1  # as the loader: one decoding thread per process
+        for k, frame in enumerate(container.decode(stream)):
             if k in need:
                 got += frame.to_ndarray(format="rgb24").shape[0] > 0
             if k >= last:
@@ -164,9 +172,15 @@ def time_raw(prepared: Path, workers: int, epochs: int) -> float:
         return len(jobs) / (time.perf_counter() - start)
 
 
-def time_loader(prepared: Path, workers: int, epochs: int, batch_size: int) -> float:
+def time_loader(prepared: Path, workers: int, epochs: int, batch_size: int, device=None, normalise=True) -> float:
+    """Clips/s of build_loader; normalise=False times the uint8 batches its workers deliver (what a GPU run
+    copies to the device and normalises there) without the final normalisation."""
+    import torch
+
     loader = build_loader(prepared, "train", train=True, num_segments=8, input_size=224, scale_size=256, flip=False,
-                          batch_size=batch_size, workers=workers, seed=0, cache=False)
+                          batch_size=batch_size, workers=workers, seed=0, cache=False, device=device)
+    if not normalise:
+        loader = loader.loader
     for _ in loader:  # warm-up epoch: worker start-up, page cache
         pass
     clips = 0
@@ -175,6 +189,8 @@ def time_loader(prepared: Path, workers: int, epochs: int, batch_size: int) -> f
         for batch, labels, skipped in loader:
             assert batch.shape[1:] == (8, 3, 224, 224) and skipped == 0
             clips += len(labels)
+    if device is not None and torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
     return clips / (time.perf_counter() - start)
 
 
@@ -187,28 +203,55 @@ def main(argv=None) -> int:
     parser.add_argument("--fps", type=int, default=24)
     parser.add_argument("--epochs", type=int, default=3, help="timed passes over the videos (after one warm-up)")
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=3, help="alternating raw/loader measurements (median)")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-    parser.add_argument("--keep", help="build the dataset in this folder and keep it (default: a temporary folder)")
+    parser.add_argument("--device", default=None,
+                        help="normalise batches on this device, as training does (default: the CPU)")
+    parser.add_argument("--keep", help="build the dataset in this folder and keep it, or reuse it (default: a "
+                        "temporary folder)")
     args = parser.parse_args(argv)
     size = tuple(int(v) for v in args.size.lower().split("x"))
 
     import torch
 
+    from vidbench.engine import keep_freed_memory
+
     torch.set_num_threads(1)
+    keep_freed_memory()  # as `vidbench train` and `evaluate` do (and forked workers inherit)
     with tempfile.TemporaryDirectory(prefix="loader-speed-") as tmp:
         base = Path(args.keep or tmp)
         base.mkdir(parents=True, exist_ok=True)
         started = time.perf_counter()
-        prepared = build_datasets(base, args.variants, args.videos, size, args.seconds, args.fps)
+        # Built in a child process: rendering leaves this process's heap large, and pages its forked loader
+        # workers share with it turn every later allocation here into copy-on-write faults (a trainer
+        # starts its workers while small).
+        builder = mp.get_context("fork").Process(target=build_datasets,
+                                                 args=(base, args.variants, args.videos, size, args.seconds, args.fps))
+        builder.start()
+        builder.join()
+        if builder.exitcode:
+            return builder.exitcode
+        prepared = {variant: base / f"{variant}-prepared" for variant in args.variants}
         print(f"{args.videos} videos of {size[0]}x{size[1]}, {args.seconds:g} s at {args.fps} fps "
               f"({int(args.seconds * args.fps)} frames), built in {time.perf_counter() - started:.1f} s; "
               f"{args.workers} worker process(es), 8 segments, 224x224 crops, batch {args.batch_size}; "
               f"{os.cpu_count()} CPU(s), {platform.processor() or platform.machine()}, torch {torch.__version__}")
-        print(f"{'variant':8} {'loader clips/s':>15} {'raw clips/s':>12} {'ratio':>6}")
+        where = args.device or "cpu"
+        print(f"clips/s, median of {args.rounds} alternating rounds [min-max]; loader = normalised float32 batches "
+              f"(on {where}); uint8 = the workers' batches before normalisation")
+        print(f"{'variant':8} {'loader':>18} {'uint8':>18} {'raw':>18} {'loader/raw':>11} {'uint8/raw':>10}")
         for variant in args.variants:
-            raw = time_raw(prepared[variant], args.workers, args.epochs)
-            loader = time_loader(prepared[variant], args.workers, args.epochs, args.batch_size)
-            print(f"{variant:8} {loader:15.1f} {raw:12.1f} {loader / raw:6.2f}", flush=True)
+            times = {"raw": [], "loader": [], "uint8": []}
+            for _ in range(args.rounds):  # alternate, so that a busy moment of a shared machine hits all
+                times["raw"].append(time_raw(prepared[variant], args.workers, args.epochs))
+                times["loader"].append(time_loader(prepared[variant], args.workers, args.epochs, args.batch_size,
+                                                   args.device))
+                times["uint8"].append(time_loader(prepared[variant], args.workers, args.epochs, args.batch_size,
+                                                  normalise=False))
+            med = {k: statistics.median(v) for k, v in times.items()}
+            cell = lambda k: f"{med[k]:6.1f} [{min(times[k]):.0f}-{max(times[k]):.0f}]"  # noqa: E731
+            print(f"{variant:8} {cell('loader'):>18} {cell('uint8'):>18} {cell('raw'):>18} "
+                  f"{med['loader'] / med['raw']:11.2f} {med['uint8'] / med['raw']:10.2f}", flush=True)
     return 0
 
 

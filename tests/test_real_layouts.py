@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from PIL import Image
 
 from vidbench import config as cfg
 from vidbench.backbones import create_backbone
@@ -221,10 +222,7 @@ def test_sthv2_with_damage_and_its_frames_index(world):
         for row in read_rows(frames_index, split):
             assert row["path"] == row["id"] and row["label"] == videos[row["id"]]["label"]
             assert row["num_frames"] == videos[row["id"]]["num_frames"]  # every frame extracted
-            first = Path(meta["root"]) / row["path"] / "00001.jpg"
-            from PIL import Image
-
-            with Image.open(first) as img:
+            with Image.open(Path(meta["root"]) / row["path"] / "00001.jpg") as img:
                 assert min(img.size) <= 24  # short side resized to 24 (never up)
 
 
@@ -457,3 +455,26 @@ def test_paper_config_holds_the_recipe(paper_paths, tmp_path):
     path.write_text(yaml.safe_dump(data))
     with pytest.raises(InputError, match=r"resnet50-0676ba61\.pth: pretrained weights file not found"):
         cfg.load_config(path)
+
+
+def test_kinetics_as_the_cvdf_mirror_unpacks_it(world, tmp_path):
+    """annotations/<split>.csv and one flat folder of videos per split; id lists as '<path> <frames> <label>'."""
+    root = tmp_path / "k400"
+    shutil.copytree(world["roots"]["minikinetics"], root)
+    (root / "annotations").mkdir()
+    for split in ("train", "val"):
+        (root / layouts.KINETICS_SPLITS[split]).rename(root / "annotations" / f"{split}.csv")
+        for video in list((root / split).rglob("*.mp4")):
+            video.rename(root / split / video.name)
+    subset = world["subset"]
+    lists = {}
+    for split in ("train", "val"):
+        lists[split] = tmp_path / f"{split}_videofolder.txt"
+        lines = (subset / f"{split}.txt").read_text(encoding="utf-8-sig").split()
+        lists[split].write_text("".join(f"{line.removesuffix('.mp4')} 250 {k % 7}\n" for k, line in enumerate(lines)))
+    assert cli(["prepare", "--format", "minikinetics", "--root", str(root), "--out", str(tmp_path / "out"),
+                "--subset-classes", str(subset / "classes.txt"), "--subset-ids-train", str(lists["train"]),
+                "--subset-ids-val", str(lists["val"])]) == 0
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["counts"] == world["reports"]["minikinetics"]["counts"] and not report["missing"]
+    assert all(row["path"].count("/") == 1 for row in read_rows(tmp_path / "out", "train"))

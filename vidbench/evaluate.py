@@ -13,6 +13,7 @@ import torch
 from tqdm import tqdm
 
 from vidbench import io as vio
+from vidbench.data.dataset import Skipped
 from vidbench.engine import build_model, device_of, keep_freed_memory, load_spec, make_loader, seed_everything
 from vidbench.plugins import get_method
 from vidbench.train import FINAL
@@ -21,12 +22,14 @@ METRICS = "metrics.json"
 
 
 def collect(model, loader, device, progress) -> tuple[dict, int]:
-    """Per-video logits, labels, FLOPs and statistics over the whole split (concatenated on the CPU)."""
-    parts, skipped = {}, 0
+    """Per-video logits, labels, FLOPs and statistics over the whole split (concatenated on the CPU), and the
+    number of unreadable videos (a `Skipped`: an int whose `items` name them)."""
+    parts, skipped, files = {}, 0, []
     with torch.no_grad():
         for clips, labels, n_skipped in tqdm(loader, desc="evaluate", leave=False, file=sys.stderr,
                                              disable=None if progress else True):
             skipped += n_skipped
+            files += getattr(n_skipped, "items", ())
             if len(labels) == 0:
                 continue
             out = model(clips.to(device))
@@ -34,7 +37,7 @@ def collect(model, loader, device, progress) -> tuple[dict, int]:
                      **{f"stats.{name}": value for name, value in out.stats.items()}}
             for name, value in batch.items():
                 parts.setdefault(name, []).append(value.detach().float().cpu())
-    return {name: torch.cat(values) for name, values in parts.items()}, skipped
+    return {name: torch.cat(values) for name, values in parts.items()}, Skipped(files)
 
 
 def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
@@ -111,6 +114,7 @@ def evaluate(run_dir, progress: bool = True) -> dict:
         "latency_ms": latency_ms(model, loader, device, spec["eval"].get("latency_videos", 16)),
         "num_videos": len(outputs["labels"]),
         "unreadable": {"count": skipped + trained["skipped"], "eval": skipped, "train": trained["skipped"]},
+        "unreadable_files": {"train": trained.get("unreadable", []), "eval": sorted(p for p, _ in skipped.items if p)},
         "stats": model.summarize(stats) if hasattr(model, "summarize") else stats,
         "config": spec, "environment": environment(device),
     }

@@ -22,6 +22,7 @@ from vidbench.engine import (SPEC_FILE, add_spec_arguments, build_model, device_
 from vidbench.flops import count_params
 
 CHECKPOINT, FINAL, LOG = "checkpoint.pt", "model.pt", "log.csv"
+UNREADABLE = "unreadable.txt"  # every training video that could not be read, with the reason
 LOG_FIELDS = ["epoch", "lr", "loss", "top1", "gflops", "seconds", "skipped"]
 
 
@@ -55,11 +56,12 @@ def write_log(path: Path, history: list[dict]) -> None:
 
 def train_epoch(model, loader, optimizer, cfg, device, epoch, progress):
     model.train()
-    totals = {"loss": 0.0, "correct": 0, "flops": 0.0, "videos": 0, "skipped": 0}
+    totals = {"loss": 0.0, "correct": 0, "flops": 0.0, "videos": 0, "skipped": 0, "unreadable": {}}
     bar = tqdm(loader, desc=f"epoch {epoch + 1}", leave=False, file=sys.stderr,
                disable=None if progress else True)  # None: a bar on a terminal, none in log files
     for step, (clips, labels, skipped) in enumerate(bar):
         totals["skipped"] += skipped
+        totals["unreadable"].update((path, reason) for path, reason in getattr(skipped, "items", ()) if path)
         if len(labels) == 0:
             continue
         clips, labels = clips.to(device, non_blocking=True), labels.to(device, non_blocking=True)
@@ -81,10 +83,17 @@ def train_epoch(model, loader, optimizer, cfg, device, epoch, progress):
     return totals
 
 
-def check_unreadable(skipped: int, dataset_size: int, limit: float):
+def check_unreadable(skipped: int, dataset_size: int, limit: float, files: dict | None = None,
+                     listing: Path | None = None, shown: int = 20):
+    """Stop when more than `limit` of the training videos were unreadable, naming them ({path: reason})."""
     if skipped > limit * dataset_size:
-        raise TrainingError(f"{skipped} of {dataset_size} training videos were unreadable (more than "
-                            f"{limit:.0%}); see the prepare report for the list")
+        files = files or {}
+        lines = [f"  {path} ({reason})" for path, reason in sorted(files.items())[:shown]]
+        if len(files) > shown:
+            lines.append(f"  ... {len(files) - shown} more" + (f", all in {listing}" if listing else ""))
+        raise TrainingError(f"{skipped} of {dataset_size} training videos were unreadable (more than {limit:.0%}); "
+                            "the last epoch's checkpoint is kept. Fix or remove them, run `vidbench prepare` "
+                            "again and rerun" + (":\n" + "\n".join(lines) if lines else ""))
 
 
 def train(spec: dict, run_dir, progress: bool = True) -> dict:
@@ -99,14 +108,14 @@ def train(spec: dict, run_dir, progress: bool = True) -> dict:
     optimizer = make_optimizer(model, cfg)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, cfg["lr_steps"], cfg["lr_gamma"])
     loader = make_loader(spec, "train", train=True, batch_size=cfg["batch_size"])
-    state = {"epoch": 0, "history": [], "seconds": 0.0, "skipped": 0}
+    state = {"epoch": 0, "history": [], "seconds": 0.0, "skipped": 0, "unreadable": {}}
     checkpoint = run_dir / CHECKPOINT
     if checkpoint.exists():
         saved = torch.load(checkpoint, map_location=device, weights_only=False)
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
-        state = saved["state"]
+        state = {"unreadable": {}, **saved["state"]}
         print(f"resuming {run_dir} after epoch {state['epoch']}", file=sys.stderr)
     for epoch in range(state["epoch"], cfg["epochs"]):
         epoch_seed = spec["seed"] * 1009 + epoch  # an epoch's draws do not depend on where training resumed
@@ -119,7 +128,7 @@ def train(spec: dict, run_dir, progress: bool = True) -> dict:
         scheduler.step()
         seconds = time.perf_counter() - started
         state["skipped"] += totals["skipped"]
-        check_unreadable(totals["skipped"], len(loader.dataset), cfg.get("max_unreadable", 0.01))
+        state["unreadable"].update(totals["unreadable"])
         videos = max(totals["videos"], 1)
         state["history"].append({"epoch": epoch + 1, "lr": lr, "loss": round(totals["loss"] / videos, 5),
                                  "top1": round(100 * totals["correct"] / videos, 2),
@@ -131,8 +140,14 @@ def train(spec: dict, run_dir, progress: bool = True) -> dict:
         write_log(run_dir / LOG, state["history"])
         print(f"epoch {epoch + 1}/{cfg['epochs']}: " + ", ".join(f"{k} {v}" for k, v in state["history"][-1].items()
                                                                  if k != "epoch"), file=sys.stderr)
+        if state["unreadable"]:
+            vio.write_text(run_dir / UNREADABLE, "".join(f"{p}\t{r}\n" for p, r in sorted(state["unreadable"].items())))
+        # after the checkpoint: stopping here loses nothing already trained
+        check_unreadable(totals["skipped"], len(loader.dataset), cfg.get("max_unreadable", 0.01),
+                         totals["unreadable"], run_dir / UNREADABLE)
     result = {"spec": spec, "model": model.state_dict(), "costs": model.costs, "params": count_params(model),
-              "train_time_s": state["seconds"], "skipped": state["skipped"], "history": state["history"]}
+              "train_time_s": state["seconds"], "skipped": state["skipped"], "unreadable": sorted(state["unreadable"]),
+              "history": state["history"]}
     vio.save_torch(result, run_dir / FINAL)
     checkpoint.unlink(missing_ok=True)
     return result

@@ -1,7 +1,13 @@
 """Clip loader over a prepared index (see `vidbench.data.prepare`): TSN/TSM segment sampling + augmentation.
 
 `ClipDataset[i]` -> (clip float32 [T, 3, S, S], label) or None when the sample cannot be read (a warning
-is logged once per sample); `collate_skip` drops the Nones and counts them.
+is logged once per sample, the path and reason are kept in `ClipDataset.unreadable`); `collate_skip` drops
+unreadable samples and counts them (`Skipped`, an int that also carries their paths).
+
+`build_loader` keeps the work per sample small so that decoding dominates: worker processes return uint8
+clips (a quarter of the bytes of float32 through shared memory), collated straight into shared memory;
+the loader normalises each batch in the main process, on the training device when one is given (after
+a pinned, non-blocking copy).
 """
 from __future__ import annotations
 
@@ -9,13 +15,14 @@ import csv
 import json
 import logging
 import random
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, get_worker_info
+from torch.utils.data import DataLoader, Dataset, default_collate, get_worker_info
 
-from vidbench.data.transforms import IMAGENET_MEAN, IMAGENET_STD, ClipTransform
+from vidbench.data.transforms import IMAGENET_MEAN, IMAGENET_STD, ClipTransform, normalize
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +73,7 @@ def _load_jpegs(folder: Path, indices) -> dict[int, np.ndarray]:
     out = {}
     for k in sorted(set(int(i) for i in indices)):
         with Image.open(folder / f"{k + 1:05d}.jpg") as img:
-            out[k] = np.asarray(img.convert("RGB"))
+            out[k] = np.asarray(img if img.mode == "RGB" else img.convert("RGB"))  # RGB: no extra copy
     return out
 
 
@@ -98,11 +105,9 @@ def _decode_video(path: Path, indices=None) -> dict[int, np.ndarray]:
     reformatter = _reformatter()
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
-        ctx = stream.codec_context
-        if (ctx.width or 0) * (ctx.height or 0) >= 320 * 240:
-            stream.thread_type = "AUTO"  # frame threads pay off only for real-size frames
-        else:
-            stream.thread_count = 1
+        # One decoding thread: the loader's worker processes already use every core, and codec threads
+        # on top of them only compete (and add frame-threading latency to each short clip).
+        stream.thread_count = 1
         for k, frame in enumerate(container.decode(stream)):
             if need is None or k in need:
                 out[k] = reformatter.reformat(frame, format="rgb24", threads=1).to_ndarray()  # no sws thread pool
@@ -111,11 +116,35 @@ def _decode_video(path: Path, indices=None) -> dict[int, np.ndarray]:
     return out
 
 
+@dataclass(frozen=True)
+class Unreadable:
+    """Stands for a sample that could not be read, in a batch on its way to `collate_skip`."""
+
+    path: str
+    reason: str
+
+
+class Skipped(int):
+    """How many samples of a batch were unreadable (an int), with their (path, reason) in `items`."""
+
+    def __new__(cls, items=()):
+        obj = super().__new__(cls, len(items))
+        obj.items = tuple(items)
+        return obj
+
+    def __reduce__(self):  # crosses process boundaries with its items
+        return Skipped, (self.items,)
+
+
 class ClipDataset(Dataset):
-    """Clips of `num_segments` frames from a prepared split ('train' or 'val')."""
+    """Clips of `num_segments` frames from a prepared split ('train' or 'val').
+
+    `normalize=False` returns uint8 clips (what `build_loader`'s workers send; it normalises batches).
+    """
 
     def __init__(self, prepared_dir, split: str, *, num_segments: int, train: bool, input_size: int = 224,
-                 scale_size: int = 256, flip: bool = False, mean=IMAGENET_MEAN, std=IMAGENET_STD, cache: bool = False):
+                 scale_size: int = 256, flip: bool = False, mean=IMAGENET_MEAN, std=IMAGENET_STD, cache: bool = False,
+                 normalize: bool = True):
         self.prepared_dir = Path(prepared_dir)
         meta = json.loads((self.prepared_dir / "meta.json").read_text(encoding="utf-8"))
         self.root = Path(meta["root"])
@@ -125,8 +154,9 @@ class ClipDataset(Dataset):
         self.num_segments = int(num_segments)
         self.train = bool(train)
         self.transform = ClipTransform(train=train, input_size=input_size, scale_size=scale_size,
-                                       flip=flip and train, mean=mean, std=std)
+                                       flip=flip and train, mean=mean, std=std, normalize=normalize)
         self.cache: dict[int, np.ndarray] | None = {} if cache else None
+        self.unreadable: dict[str, str] = {}  # path -> reason, for samples read in this process
         self._warned: set[int] = set()
         self._generator: torch.Generator | None = None
 
@@ -170,28 +200,42 @@ class ClipDataset(Dataset):
             got = {k: got.get(k, got[last]) for k in idx.tolist()}
         return np.stack([got[int(k)] for k in idx])
 
-    def __getitem__(self, i: int):
+    def _sample(self, i: int):
+        """(clip, label), or an `Unreadable` naming the file and the error."""
         try:
             frames = self._frames(i)
         except Exception as err:  # noqa: BLE001 - unreadable sample: skip it, say so once
+            reason = f"{type(err).__name__}: {err}"
+            self.unreadable[str(self.path(i))] = reason
             if i not in self._warned:
                 self._warned.add(i)
-                log.warning("skipping unreadable sample %s (%s: %s)", self.path(i), type(err).__name__, err)
-            return None
+                log.warning("skipping unreadable sample %s (%s)", self.path(i), reason)
+            return Unreadable(str(self.path(i)), reason)
         clip = self.transform(torch.from_numpy(frames), self._generator)
         return clip, self.samples[i][3]
 
+    def __getitem__(self, i: int):
+        sample = self._sample(i)
+        return None if isinstance(sample, Unreadable) else sample
+
+    def __getitems__(self, indices) -> list:
+        """A batch for the DataLoader: unreadable samples stay in it as `Unreadable` (path and reason)."""
+        return [self._sample(int(i)) for i in indices]
+
 
 def collate_skip(batch):
-    """(clips [B, T, 3, H, W], labels [B] int64, n_skipped); None samples are dropped.
+    """(clips [B, T, 3, H, W], labels [B] int64, skipped); None and `Unreadable` samples are dropped.
 
-    When every sample of the batch was None, clips and labels are empty tensors (B = 0).
+    `skipped` is a `Skipped` (an int: how many were dropped; `.items`: their (path, reason) when known).
+    When every sample of the batch was dropped, clips and labels are empty tensors (B = 0). Inside a
+    loader worker the clips are stacked straight into shared memory (no second copy to send them).
     """
-    kept = [b for b in batch if b is not None]
-    skipped = len(batch) - len(kept)
+    kept = [b for b in batch if b is not None and not isinstance(b, Unreadable)]
+    skipped = Skipped([(b.path, b.reason) if isinstance(b, Unreadable) else (None, "unreadable")
+                       for b in batch if b is None or isinstance(b, Unreadable)])
     if not kept:
         return torch.empty(0), torch.empty(0, dtype=torch.long), skipped
-    clips = torch.stack([b[0] for b in kept])
+    clips = default_collate([b[0] for b in kept])
     labels = torch.tensor([b[1] for b in kept], dtype=torch.long)
     return clips, labels, skipped
 
@@ -205,18 +249,56 @@ def _worker_init(worker_id: int) -> None:
         info.dataset.seed(seed)
 
 
+class ClipLoader:
+    """Iterates a DataLoader of uint8 clips and yields (clips float32 normalised, labels, skipped).
+
+    Normalisation happens here, once per batch: on `device` (after a non-blocking copy of the pinned
+    uint8 batch) when one is given, else on the CPU. `dataset`, `generator`, `len()` are the DataLoader's.
+    """
+
+    def __init__(self, loader: DataLoader, mean, std, device=None):
+        self.loader = loader
+        self.device = torch.device(device) if device is not None else None
+        self.mean, self.std = tuple(mean), tuple(std)
+
+    @property
+    def dataset(self) -> ClipDataset:
+        return self.loader.dataset
+
+    @property
+    def generator(self) -> torch.Generator:
+        return self.loader.generator
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        for clips, labels, skipped in self.loader:
+            if clips.numel():
+                if self.device is not None:
+                    clips = clips.to(self.device, non_blocking=True)
+                clips = normalize(clips, self.mean, self.std)
+            yield clips, labels, skipped
+
+
 def build_loader(prepared_dir, split: str, *, train: bool, num_segments: int, input_size: int, scale_size: int,
                  flip: bool, batch_size: int, workers: int = 0, seed: int = 0, cache: bool = False,
-                 mean=IMAGENET_MEAN, std=IMAGENET_STD) -> DataLoader:
-    """DataLoader yielding (clips, labels, n_skipped); shuffled with a seeded generator when training."""
+                 mean=IMAGENET_MEAN, std=IMAGENET_STD, device=None) -> ClipLoader:
+    """Batches (clips, labels, skipped) of a prepared split; shuffled with a seeded generator when training.
+
+    `workers` processes decode and augment (uint8); batches are pinned when CUDA is available and
+    normalised on `device` (default: the CPU). See `ClipLoader`.
+    """
     dataset = ClipDataset(prepared_dir, split, num_segments=num_segments, train=train, input_size=input_size,
-                          scale_size=scale_size, flip=flip, mean=mean, std=std, cache=cache)
+                          scale_size=scale_size, flip=flip, mean=mean, std=std, cache=cache, normalize=False)
     dataset.seed(seed)  # used as is when workers == 0; each worker reseeds in _worker_init
     generator = torch.Generator().manual_seed(int(seed))
-    return DataLoader(dataset, batch_size=batch_size, shuffle=train, generator=generator, num_workers=workers,
-                      collate_fn=collate_skip, drop_last=False, pin_memory=torch.cuda.is_available(),
-                      persistent_workers=workers > 0, worker_init_fn=_worker_init if workers > 0 else None)
+    pin = torch.cuda.is_available() and (device is None or torch.device(device).type == "cuda")
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=train, generator=generator, num_workers=workers,
+                        collate_fn=collate_skip, drop_last=False, pin_memory=pin,
+                        persistent_workers=workers > 0, worker_init_fn=_worker_init if workers > 0 else None)
+    return ClipLoader(loader, mean, std, device)
 
 
-__all__ = ["ClipDataset", "build_loader", "collate_skip", "sample_indices", "num_classes", "class_names",
+__all__ = ["ClipDataset", "ClipLoader", "Skipped", "Unreadable", "build_loader", "collate_skip", "sample_indices", "num_classes", "class_names",
            "read_index"]

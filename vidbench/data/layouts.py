@@ -36,6 +36,8 @@ JESTER_TEST = "jester-v1-test.csv"
 
 # --- Kinetics / Mini-Kinetics -------------------------------------------------------------------
 KINETICS_SPLITS = {"train": "kinetics_train.csv", "val": "kinetics_val.csv"}
+# The CVDF mirror of Kinetics-400 unpacks to annotations/<split>.csv and flat <split>/<stem>.mp4 folders
+KINETICS_CVDF_SPLITS = {"train": "annotations/train.csv", "val": "annotations/val.csv"}
 KINETICS_HEADER = ("label", "youtube_id", "time_start", "time_end", "split")
 KINETICS_EXTS = (".mp4", ".mkv", ".webm", ".avi")
 MINI_CLASSES = "minikinetics_classes.txt"
@@ -256,9 +258,16 @@ def parse_sthv2(root: Path) -> Annotations:
 _STEM_SUFFIX = re.compile(r"_\d{6}_\d{6}$")
 
 
+def kinetics_csv(root: Path, split: str) -> Path:
+    """kinetics_<split>.csv, or annotations/<split>.csv (the CVDF mirror's name) when only that exists."""
+    path = root / KINETICS_SPLITS[split]
+    cvdf = root / KINETICS_CVDF_SPLITS[split]
+    return cvdf if not path.exists() and cvdf.is_file() else path
+
+
 def _read_kinetics_csv(ann: Annotations, split: str) -> list[tuple[int, str, str, int, int]] | None:
     """Rows (line, label, youtube_id, start, end) of kinetics_<split>.csv."""
-    path = ann.root / KINETICS_SPLITS[split]
+    path = kinetics_csv(ann.root, split)
     text = _read_text(ann, path, f"{split} annotation file")
     if text is None:
         return None
@@ -304,8 +313,12 @@ def _read_id_list(ann: Annotations, path: Path, what: str) -> set[str] | None:
         return None
     ids = set()
     for _, line in _lines(text):
-        line = line.split(",")[0].strip()
-        ids.add(_STEM_SUFFIX.sub("", Path(line).stem if "." in line else line))
+        # "<id>", "<id>_<start>_<end>", a path such as "train/<class name>/<id>_<start>_<end>.mp4" (class
+        # names have spaces), or such a field followed by others ("<path> <num_frames> <label>", "<id>,...")
+        first = re.sub(r"(\s+\d+)+$", "", line.split(",")[0].strip())
+        name = first.rstrip("/").rsplit("/", 1)[-1]
+        stem = name.rsplit(".", 1)[0] if Path(name).suffix.lower() in KINETICS_EXTS else name
+        ids.add(_STEM_SUFFIX.sub("", stem))
     return ids
 
 
@@ -333,7 +346,7 @@ def parse_kinetics(root: Path, *, subset_classes: Path | None = None, subset_ids
     for split in SPLITS:
         if rows[split] is None:
             continue
-        path = root / KINETICS_SPLITS[split]
+        path = kinetics_csv(root, split)
         seen: dict[str, int] = {}
         excluded = 0
         for number, label, ytid, start, end in rows[split]:
@@ -363,15 +376,16 @@ def parse_kinetics(root: Path, *, subset_classes: Path | None = None, subset_ids
             found = {e.id for e in ann.entries[split]}
             lost = sorted((keep_ids[split] or set()) - found - {r[2] for r in rows[split]})
             if lost:
-                ann.problem(subset_ids[split], f"{len(lost)} subset id(s) have no row in {KINETICS_SPLITS[split]} "
+                ann.problem(subset_ids[split], f"{len(lost)} subset id(s) have no row in {path.name} "
                             f"(first: {', '.join(lost[:5])})", fatal=False)
     return ann
 
 
 def resolve_kinetics_paths(root: Path, entries: list[Entry]) -> None:
-    """Real Kinetics downloads vary: the class folder may use '_' for ' ', the extension may differ.
+    """Real Kinetics downloads vary: the class folder may use '_' for ' ', the extension may differ, or
+    the videos of a split may lie in one flat folder (the CVDF mirror: <split>/<stem>.mp4).
 
-    Rewrites `entry.path` to the file that exists (listing each class folder once); unchanged if none.
+    Rewrites `entry.path` to the file that exists (listing each folder once); unchanged if none.
     """
     listings: dict[Path, dict[str, str] | None] = {}
 
@@ -392,6 +406,10 @@ def resolve_kinetics_paths(root: Path, entries: list[Entry]) -> None:
             if files and stem in files:
                 entry.path = f"{split}/{folder_name}/{files[stem]}"
                 break
+        else:
+            files = listing(root / split)
+            if files and stem in files:
+                entry.path = f"{split}/{files[stem]}"
 
 
 def parse(fmt: str, root: Path, **subset) -> Annotations:
