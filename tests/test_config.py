@@ -27,6 +27,7 @@ MANIFESTS = {
                 "operating_points": {"default": {}, "lam0.05": {"lam": 0.05, "hidden": 256}}},
     "random": {"title": "Random policy", "citation": "Meng et al. 2021", "paper_label": "Random",
                "requires": ["adafuse"]},
+    "lstm": {"title": "LSTM", "citation": "Meng et al. 2021", "paper_label": "LSTM"},
 }
 
 
@@ -158,11 +159,11 @@ def test_runs_include_every_discovered_method(methods):
     config = cfg.load_config(DEFAULT)
     found = {r[1] for r in cfg.runs(config)}
     assert found == set(discover())
-    assert len(cfg.runs(config)) == 4 * (1 + 2 + 1)
+    assert len(cfg.runs(config)) == 4 * (1 + 2 + 1 + 1)  # tsn, adafuse's 2 points, random, lstm
     write_method(methods, "cgnet", {"title": "CGNet", "citation": "Hua et al. 2019"})
     (methods / "_template").mkdir()
     (methods / "_template" / "method.yaml").write_text("title: x\ncitation: y\n")
-    assert {r[1] for r in cfg.runs(cfg.load_config(DEFAULT))} == {"tsn", "adafuse", "random", "cgnet"}
+    assert {r[1] for r in cfg.runs(cfg.load_config(DEFAULT))} == {"tsn", "adafuse", "random", "lstm", "cgnet"}
     config["exclude_methods"] = ["adafuse"]
     config["points"] = {}
     assert "adafuse" not in {r[1] for r in cfg.runs(config)}
@@ -186,12 +187,12 @@ def test_snakemake_dry_run_lists_whole_plan(methods, tmp_path):
     assert res.returncode == 0, res.stderr + res.stdout
     counts = _counts(res)
     assert counts["synth"] == 4 and counts["prepare"] == 4
-    assert counts["train"] == 16 and counts["evaluate"] == 16
+    assert counts["train"] == 20 and counts["evaluate"] == 20
     assert counts["aggregate"] == counts["tables"] == counts["plots"] == 1
     # a --configfile replaces default.yaml; a bad key stops before any job
     res = _snakemake("--configfile", str(TEST), "--config", f"results={tmp_path}/r2", env=env)
     assert res.returncode == 0, res.stderr + res.stdout
-    assert _counts(res)["train"] == 2 * 4 and _counts(res)["synth"] == 2  # test.yaml's 2 datasets only
+    assert _counts(res)["train"] == 2 * 5 and _counts(res)["synth"] == 2  # test.yaml's 2 datasets only
     bad = write_config(tmp_path, {**yaml.safe_load(TEST.read_text()), "seed": [1]}, "bad.yaml")
     res = _snakemake("--configfile", str(bad), env=env)
     assert res.returncode != 0 and "unknown key 'seed'" in res.stdout + res.stderr and "bad.yaml" in res.stdout + res.stderr
