@@ -6,8 +6,6 @@ import os
 import tempfile
 from pathlib import Path
 
-import torch
-
 
 def _atomic(path, write):
     path = Path(path)
@@ -33,4 +31,6 @@ def write_json(path, data) -> None:
 
 
 def save_torch(obj, path) -> None:
+    import torch  # here, so that the data commands (synth, prepare, extract) start without torch
+
     _atomic(path, lambda handle: torch.save(obj, handle))

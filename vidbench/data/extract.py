@@ -32,9 +32,10 @@ import sys
 import time
 from pathlib import Path
 
-from vidbench.data.prepare import MIN_FRAMES, _index_csv, _write_atomic
+from vidbench.data.prepare import MIN_FRAMES, _index_csv
 from vidbench.data.layouts import SPLITS
 from vidbench.errors import InputError
+from vidbench.io import write_text
 
 SHARDS_DIR = ".shards"
 FRAMES_META = ".frames.json"
@@ -195,7 +196,7 @@ def extract_shard(prepared, out, shard: int = 0, shards: int = 1, short_side: in
     summary["seconds"] = round(time.perf_counter() - started, 2)
     marker = marker_path(out, shard, shards)
     marker.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomic(marker, json.dumps(summary, indent=1) + "\n")
+    write_text(marker, json.dumps(summary, indent=1) + "\n")
     if not quiet:
         print(f"extract shard {shard} of {shards}: {summary['videos']} videos, {summary['extracted']} extracted, "
               f"{summary['already_done']} already done, {len(summary['failed'])} failed")
@@ -253,24 +254,19 @@ def index_frames(prepared, frames, out, shards: int | None = None, quiet: bool =
             report["dropped"][split][status] += 1
         report["counts"][split] = len(kept)
         report["per_class"][split] = per_class
-        _write_atomic_mkdir(out / f"{split}.csv", _index_csv(kept))
+        write_text(out / f"{split}.csv", _index_csv(kept))
     report["ok"] = True
-    _write_atomic_mkdir(out / "classes.txt", "".join(f"{name}\n" for name in classes))
-    _write_atomic_mkdir(out / "meta.json", json.dumps({
+    write_text(out / "classes.txt", "".join(f"{name}\n" for name in classes))
+    write_text(out / "meta.json", json.dumps({
         "format": meta["format"], "root": str(frames), "kind": "frames", "num_classes": len(classes),
         "source": str(prepared)}, indent=1) + "\n")
-    _write_atomic_mkdir(out / "report.json", json.dumps(report, indent=1) + "\n")
+    write_text(out / "report.json", json.dumps(report, indent=1) + "\n")
     if not quiet:
         print(f"index frames of {meta['format']}: " + "; ".join(
             f"{s} {report['counts'][s]} (dropped: {report['dropped'][s]['missing']} missing, "
             f"{report['dropped'][s]['unreadable']} unreadable, {report['dropped'][s]['too_short']} too short)"
             for s in SPLITS))
     return report
-
-
-def _write_atomic_mkdir(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomic(path, text)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -11,13 +11,13 @@ import csv
 import io
 import json
 import os
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from vidbench.data import layouts
 from vidbench.data.layouts import SPLITS, Annotations, Entry
 from vidbench.errors import InputError
+from vidbench.io import write_text
 
 MIN_FRAMES = 3
 INDEX_FILES = ("classes.txt", "train.csv", "val.csv", "meta.json")
@@ -95,18 +95,6 @@ def probe_video(path: Path, full: bool = False) -> tuple[str, int, str]:
 # --------------------------------------------------------------------------------------------------
 # Writing
 # --------------------------------------------------------------------------------------------------
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _index_csv(rows: list[tuple[str, str, int, int]]) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
@@ -152,7 +140,7 @@ def prepare(fmt: str, root, out, *, subset_classes=None, subset_ids_train=None, 
         report["annotation_problems"] = problems
         for name in INDEX_FILES:  # never leave a stale index next to a failed report
             (out / name).unlink(missing_ok=True)
-        _write_atomic(out / "report.json", json.dumps(report, indent=1) + "\n")
+        write_text(out / "report.json", json.dumps(report, indent=1) + "\n")
         first = problems[0]
         more = f" [{len(problems) - 1} more problem(s) listed in {out / 'report.json'}]" if len(problems) > 1 else ""
         raise InputError(first["file"], first["message"] + more, line=first["line"], expected=first["expected"])
@@ -210,12 +198,12 @@ def prepare(fmt: str, root, out, *, subset_classes=None, subset_ids_train=None, 
     report["num_classes"] = len(ann.classes)
     report["ok"] = True
 
-    _write_atomic(out / "classes.txt", "".join(f"{name}\n" for name in ann.classes))
+    write_text(out / "classes.txt", "".join(f"{name}\n" for name in ann.classes))
     for split in SPLITS:
-        _write_atomic(out / f"{split}.csv", _index_csv(rows[split]))
-    _write_atomic(out / "meta.json", json.dumps({"format": fmt, "root": str(root), "kind": ann.kind,
+        write_text(out / f"{split}.csv", _index_csv(rows[split]))
+    write_text(out / "meta.json", json.dumps({"format": fmt, "root": str(root), "kind": ann.kind,
                                                  "num_classes": len(ann.classes)}, indent=1) + "\n")
-    _write_atomic(out / "report.json", json.dumps(report, indent=1) + "\n")
+    write_text(out / "report.json", json.dumps(report, indent=1) + "\n")
     if not quiet:
         print(_summary(report))
         for key in ("missing", "unreadable", "too_short"):
