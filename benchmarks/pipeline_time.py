@@ -7,7 +7,8 @@ Runs `snakemake --cores N` with fresh data and results directories, prints the w
 TSM and LSTM beat TSN by >= 15 Top-1 points on each temporal dataset; TSN is within 5 points of the best
 on synth-minikinetics; AdaFuse spends <= 80% of TSN's GFLOPs everywhere, beats TSN by >= 10 points on
 the temporal datasets, and reuses more (reuse/keep) on each temporal dataset than on synth-minikinetics;
-the random policy lands within 5% of AdaFuse's GFLOPs.
+the random policy lands within 5% of AdaFuse's GFLOPs; early exit's threshold sweeps cost more as the
+threshold rises.
 """
 from __future__ import annotations
 
@@ -32,6 +33,13 @@ def run_pipeline(cores: int, workdir: Path) -> float:
     start = time.perf_counter()
     subprocess.run(command, check=True)
     return time.perf_counter() - start
+
+
+def threshold_of(point: str) -> float:
+    """Sweep points of early exit are "first exit", "thr <t>", "no early exit" (permissive to strict)."""
+    if point.startswith("thr "):
+        return float(point.split()[1])
+    return {"first exit": -1.0, "no early exit": 2.0}.get(point, float("nan"))
 
 
 def checks(summary: pd.DataFrame) -> list[tuple[str, bool]]:
@@ -64,6 +72,9 @@ def checks(summary: pd.DataFrame) -> list[tuple[str, bool]]:
         for dataset in TEMPORAL:
             q, k = quotient[dataset, "adafuse"], quotient[APPEARANCE, "adafuse"]
             check(f"{dataset}: adafuse reuse/keep {q:.3f} > {APPEARANCE}'s {k:.3f}", q > k)
+    for (dataset, method), curve in summary[summary["point"] != summary["trained_point"]].groupby(["dataset", "method"]):
+        rising = curve.sort_values("threshold")["gflops"].diff().dropna().ge(-1e-12).all()
+        check(f"{dataset}: {method}'s threshold sweep never costs less at a higher threshold", rising)
     return results
 
 
@@ -78,7 +89,9 @@ def main() -> int:
         print(f"default pipeline: {seconds:.0f} s on {args.cores} cores (budget {BUDGET_S} s): "
               f"{'PASS' if seconds <= BUDGET_S else 'FAIL'}")
         args.summary = args.workdir / "results" / "summary.csv"
-    results = checks(pd.read_csv(args.summary))
+    summary = pd.read_csv(args.summary)
+    summary["threshold"] = summary["point"].map(threshold_of)
+    results = checks(summary)
     for text, ok in results:
         print(f"{'PASS' if ok else 'FAIL'}  {text}")
     return 0 if all(ok for _, ok in results) else 1
