@@ -33,7 +33,10 @@ class TemporalShift(nn.Module):
         return out.view(nt, channels, h, w)
 
 
-def install_shift(backbone: ResNet, num_segments: int, fold_div: int = 8, online: bool = False) -> None:
-    """Shift the residual-branch input of every block ("blockres" placement of TSM)."""
+def install_shift(backbone: ResNet, num_segments: int, fold_div: int = 8, online: bool = False,
+                  shortcut: bool = False) -> None:
+    """Shift the residual-branch input of every block ("blockres" placement of TSM); `shortcut` also feeds
+    the shifted input to the downsample shortcut (AdaFuse^TSM)."""
     for _, block in backbone.blocks():
         block.shift = TemporalShift(num_segments, fold_div, online)
+        block.shift_shortcut = shortcut

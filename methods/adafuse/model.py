@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vidbench.hooks import TemporalShift
+from vidbench.hooks import install_shift
 from vidbench.model import make_backbone
 from vidbench.policy import ACTIONS, PolicyClassifier, PolicyHook, install_policies, one_hot, previous_frame
 
@@ -75,9 +75,7 @@ class AdaFuseHook(PolicyHook):
 def build(cfg, *, backbone, num_classes, num_segments):
     net = make_backbone(backbone, cfg)
     if cfg.get("shift"):
-        for _, block in net.blocks():
-            block.shift = TemporalShift(num_segments, int(cfg.get("shift_div", 8)))
-            block.shift_shortcut = True
+        install_shift(net, num_segments, int(cfg.get("shift_div", 8)), shortcut=True)
     allowed = tuple(cfg.get("actions") or ACTIONS)
     unknown = set(allowed) - set(ACTIONS)
     if unknown or "keep" not in allowed:
