@@ -29,7 +29,7 @@ def collect(model, loader, device, progress) -> tuple[dict, int]:
         for clips, labels, n_skipped in tqdm(loader, desc="evaluate", leave=False, file=sys.stderr,
                                              disable=None if progress else True):
             skipped += n_skipped
-            files += getattr(n_skipped, "items", ())
+            files += n_skipped.items
             if len(labels) == 0:
                 continue
             out = model(clips.to(device))

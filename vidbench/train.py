@@ -61,7 +61,7 @@ def train_epoch(model, loader, optimizer, cfg, device, epoch, progress):
                disable=None if progress else True)  # None: a bar on a terminal, none in log files
     for step, (clips, labels, skipped) in enumerate(bar):
         totals["skipped"] += skipped
-        totals["unreadable"].update((path, reason) for path, reason in getattr(skipped, "items", ()) if path)
+        totals["unreadable"].update((path, reason) for path, reason in skipped.items if path)
         if len(labels) == 0:
             continue
         clips, labels = clips.to(device, non_blocking=True), labels.to(device, non_blocking=True)
