@@ -167,3 +167,79 @@ def test_build_loader_with_workers_is_deterministic(prepared):
     for ea, eb in ((a1, b1), (a2, b2)):
         assert all(torch.equal(x[0], y[0]) and torch.equal(x[1], y[1]) for x, y in zip(ea, eb))
     assert not torch.equal(a1[0][0], a2[0][0])
+
+
+def _clip(value: int, frames: int = 4, size: int = 8) -> torch.Tensor:
+    """A uint8 [T, 3, S, S] clip, channels-last in memory as the transforms leave it."""
+    return torch.full((frames, size, size, 3), value, dtype=torch.uint8).permute(0, 3, 1, 2)
+
+
+def test_batch_ring_fills_slots_in_turn_and_falls_back_while_busy():
+    ring = ds.BatchRing(1, 2, 3, (4, 3, 8, 8))
+    first, labels, skipped = ring([(_clip(1), 5), None, (_clip(2), 6)])
+    assert isinstance(first, ds.Slot) and (first.depth, first.size) == (0, 2)
+    assert labels == [5, 6] and skipped == 1
+    view = ring.take(first)
+    assert view.shape == (2, 4, 3, 8, 8) and view[0].eq(1).all() and view[1].eq(2).all()
+    second, _, _ = ring([(_clip(3), 0)])
+    assert second.depth == 1 and ring.take(second).eq(3).all()
+    # slot 0 is still being read: the next batch travels as a tensor, and slot 0 keeps its clips
+    fallback, labels, _ = ring([(_clip(4), 7)])
+    assert torch.is_tensor(fallback) and fallback.eq(4).all() and labels.tolist() == [7]
+    assert ring.take(first)[0].eq(1).all()
+    ring.release(first)
+    ring.release(second)
+    reused, _, _ = ring([(_clip(9), 1)])
+    assert isinstance(reused, ds.Slot) and reused.depth == 1 and ring.take(reused).eq(9).all()
+
+
+def test_batch_ring_sends_what_does_not_fit_as_tensors():
+    ring = ds.BatchRing(1, 1, 2, (4, 3, 8, 8))
+    too_many, _, _ = ring([(_clip(1), 0)] * 3)
+    other_size, _, _ = ring([(_clip(1, size=6), 0)])
+    nothing, labels, skipped = ring([None, None])
+    assert torch.is_tensor(too_many) and too_many.shape == (3, 4, 3, 8, 8)
+    assert torch.is_tensor(other_size) and other_size.shape == (1, 4, 3, 6, 6)
+    assert nothing.numel() == 0 and labels.numel() == 0 and skipped == 2
+    assert not ring.busy.any()
+
+
+def test_loader_batches_equal_the_dataset_samples(prepared):
+    kwargs = dict(train=False, num_segments=4, input_size=32, scale_size=36, flip=False, cache=False,
+                  mean=MEAN, std=STD)
+    data = ds.ClipDataset(prepared["sthv1"], "val", num_segments=4, input_size=32, scale_size=36, mean=MEAN,
+                          std=STD, train=False)
+    expected = torch.stack([data[i][0] for i in range(len(data))])
+    for workers in (0, 2):
+        loader = ds.build_loader(prepared["sthv1"], "val", batch_size=3, workers=workers, **kwargs)
+        for _ in range(2):  # the second epoch reads the same slots again
+            got = torch.cat([clips for clips, _, _ in loader])
+            assert got.is_contiguous() and torch.allclose(got, expected, atol=1e-5)
+        uint8 = [(clips.clone(), labels) for clips, labels, _ in loader.uint8()]
+        assert all(clips.dtype == torch.uint8 for clips, _ in uint8)
+        assert torch.allclose(tf.normalize(torch.cat([c for c, _ in uint8]), MEAN, STD), expected, atol=1e-5)
+        assert torch.cat([labels for _, labels in uint8]).tolist() == data.labels()
+        assert not loader.ring.busy.any()
+
+
+def test_an_epoch_left_unfinished_does_not_stall_the_next(prepared):
+    loader = ds.build_loader(prepared["sthv2"], "train", train=True, num_segments=4, input_size=32, scale_size=36,
+                             flip=False, batch_size=2, workers=2, seed=0, cache=False, mean=MEAN, std=STD)
+    for epoch in range(3):
+        for step, (clips, labels, _) in enumerate(loader.uint8()):
+            if step == 1:
+                break  # the workers keep filling (and holding) slots for batches nobody reads
+    assert sum(len(labels) for _, labels, _ in loader) == len(loader.dataset)
+
+
+def test_an_iterator_dropped_after_the_next_epoch_began_frees_nothing(prepared):
+    loader = ds.build_loader(prepared["sthv1"], "val", train=False, num_segments=4, input_size=32, scale_size=36,
+                             flip=False, batch_size=2, workers=0, cache=False, mean=MEAN, std=STD).uint8()
+    stale = iter(loader)
+    next(stale)
+    fresh = iter(loader)
+    clips, _, _ = next(fresh)
+    first = clips.clone()
+    del stale  # closes the old epoch's generator
+    assert loader.ring.busy.all()
+    assert torch.equal(clips, first)

@@ -4,10 +4,10 @@
 is logged once per sample, the path and reason are kept in `ClipDataset.unreadable`); `collate_skip` drops
 unreadable samples and counts them (`Skipped`, an int that also carries their paths).
 
-`build_loader` keeps the work per sample small so that decoding dominates: worker processes return uint8
-clips (a quarter of the bytes of float32 through shared memory), collated straight into shared memory;
-the loader normalises each batch in the main process, on the training device when one is given (after
-a pinned, non-blocking copy).
+`build_loader` keeps the work per sample small so that decoding dominates: worker processes leave uint8
+batches (a quarter of the bytes of float32) in shared-memory slots that are reused (`BatchRing`), so a
+batch crosses to the main process as three numbers; the loader normalises each batch there, on the
+training device when one is given (after a pinned, non-blocking copy).
 """
 from __future__ import annotations
 
@@ -223,6 +223,14 @@ class ClipDataset(Dataset):
         return [self._sample(int(i)) for i in indices]
 
 
+def _split(batch) -> tuple[list, Skipped]:
+    """(readable (clip, label) samples, `Skipped` for the rest)."""
+    kept = [b for b in batch if b is not None and not isinstance(b, Unreadable)]
+    skipped = Skipped([(b.path, b.reason) if isinstance(b, Unreadable) else (None, "unreadable")
+                       for b in batch if b is None or isinstance(b, Unreadable)])
+    return kept, skipped
+
+
 def collate_skip(batch):
     """(clips [B, T, 3, H, W], labels [B] int64, skipped); None and `Unreadable` samples are dropped.
 
@@ -230,14 +238,9 @@ def collate_skip(batch):
     When every sample of the batch was dropped, clips and labels are empty tensors (B = 0). Inside a
     loader worker the clips are stacked straight into shared memory (no second copy to send them).
     """
-    kept = [b for b in batch if b is not None and not isinstance(b, Unreadable)]
-    skipped = Skipped([(b.path, b.reason) if isinstance(b, Unreadable) else (None, "unreadable")
-                       for b in batch if b is None or isinstance(b, Unreadable)])
-    if not kept:
-        return torch.empty(0), torch.empty(0, dtype=torch.long), skipped
-    clips = default_collate([b[0] for b in kept])
-    labels = torch.tensor([b[1] for b in kept], dtype=torch.long)
-    return clips, labels, skipped
+    kept, skipped = _split(batch)
+    clips = default_collate([clip for clip, _ in kept]) if kept else torch.empty(0)
+    return clips, torch.tensor([label for _, label in kept], dtype=torch.long), skipped
 
 
 def _worker_init(worker_id: int) -> None:
@@ -249,17 +252,80 @@ def _worker_init(worker_id: int) -> None:
         info.dataset.seed(seed)
 
 
-class ClipLoader:
-    """Iterates a DataLoader of uint8 clips and yields (clips float32 normalised, labels, skipped).
+@dataclass(frozen=True)
+class Slot:
+    """A batch of `size` clips left in slot `depth` of worker `worker`'s part of a `BatchRing`."""
 
-    Normalisation happens here, once per batch: on `device` (after a non-blocking copy of the pinned
-    uint8 batch) when one is given, else on the CPU. `dataset`, `generator`, `len()` are the DataLoader's.
+    worker: int
+    depth: int
+    size: int
+
+
+class BatchRing:
+    """Shared-memory batch slots that the loader's workers fill and the main process reads in place.
+
+    The collate function of `build_loader`: a batch crosses to the main process as a `Slot` (three ints)
+    instead of a new shared-memory segment; allocating, faulting in and passing one segment per batch
+    cost the workers a quarter of their time. Each worker owns `depth` slots and takes them in turn; a
+    slot is busy from its filling until the main process calls `release`. A batch whose slot is still
+    busy (an epoch left unfinished) or whose clips do not fit travels the ordinary way, as a tensor.
     """
 
-    def __init__(self, loader: DataLoader, mean, std, device=None):
-        self.loader = loader
+    def __init__(self, workers: int, depth: int, batch_size: int, clip_shape: tuple[int, int, int, int]):
+        frames, channels, height, width = clip_shape
+        # frames stay channels-last ([T, H, W, 3]) as decoded and resized: filling a slot is a plain copy
+        self.slots = torch.empty((workers, depth, batch_size, frames, height, width, channels), dtype=torch.uint8)
+        self.slots.share_memory_()
+        self.busy = torch.zeros((workers, depth), dtype=torch.bool).share_memory_()
+        self.clip_shape = tuple(clip_shape)
+        self.filled = 0  # batches collated by this process (each worker counts its own)
+        self.epoch = 0  # epochs begun by the main process
+
+    def __call__(self, batch):
+        info = get_worker_info()
+        worker = info.id if info is not None else 0
+        depth = self.filled % self.busy.shape[1]
+        self.filled += 1
+        kept, skipped = _split(batch)
+        fits = 0 < len(kept) <= self.slots.shape[2] and all(tuple(clip.shape) == self.clip_shape for clip, _ in kept)
+        if not fits or self.busy[worker, depth]:
+            return collate_skip(batch)
+        self.busy[worker, depth] = True
+        torch.stack([clip.permute(0, 2, 3, 1) for clip, _ in kept], out=self.slots[worker, depth, :len(kept)])
+        # labels as a list: a tensor would cross in a shared-memory segment of its own
+        return Slot(worker, depth, len(kept)), [label for _, label in kept], skipped
+
+    def take(self, clips):
+        """The batch's clips [B, T, 3, H, W]: a view of its slot (valid until `release`), or the tensor itself."""
+        if isinstance(clips, Slot):
+            return self.slots[clips.worker, clips.depth, :clips.size].permute(0, 1, 4, 2, 3)
+        return clips
+
+    def release(self, clips) -> None:
+        if isinstance(clips, Slot):
+            self.busy[clips.worker, clips.depth] = False
+
+    def new_epoch(self) -> int:
+        """Free every slot (between epochs no batch is being read) and return the new epoch's number."""
+        self.busy.zero_()
+        self.epoch += 1
+        return self.epoch
+
+
+class ClipLoader:
+    """Iterates a DataLoader of uint8 batches and yields (clips, labels, skipped).
+
+    By default the clips arrive as float32, normalised once per batch: on `device` when one is given
+    (copied from a pinned buffer without blocking), else on the CPU. With `normalize=False` they are the
+    uint8 batch in the loader's shared memory, valid until the next batch is asked for. `dataset`,
+    `generator` and `len()` are the DataLoader's.
+    """
+
+    def __init__(self, loader: DataLoader, ring: BatchRing, mean, std, device=None, normalize: bool = True):
+        self.loader, self.ring = loader, ring
         self.device = torch.device(device) if device is not None else None
         self.mean, self.std = tuple(mean), tuple(std)
+        self.normalize = normalize
 
     @property
     def dataset(self) -> ClipDataset:
@@ -272,33 +338,55 @@ class ClipLoader:
     def __len__(self) -> int:
         return len(self.loader)
 
+    def uint8(self) -> "ClipLoader":
+        """The same loader yielding the workers' uint8 batches, before any copy or normalisation."""
+        return ClipLoader(self.loader, self.ring, self.mean, self.std, self.device, normalize=False)
+
     def __iter__(self):
-        for clips, labels, skipped in self.loader:
-            if clips.numel():
-                if self.device is not None:
-                    clips = clips.to(self.device, non_blocking=True)
-                clips = normalize(clips, self.mean, self.std)
-            yield clips, labels, skipped
+        epoch = self.ring.new_epoch()
+        for batch, labels, skipped in self.loader:
+            clips, labels = self.ring.take(batch), torch.as_tensor(labels, dtype=torch.long)
+            try:
+                if self.normalize and clips.numel():
+                    clips = self._normalized(clips)
+                    self.ring.release(batch)
+                yield clips, labels, skipped
+            finally:
+                if self.ring.epoch == epoch:  # an iterator dropped late must not free a newer epoch's slot
+                    self.ring.release(batch)
+
+    def _normalized(self, clips: torch.Tensor) -> torch.Tensor:
+        if self.device is not None and self.device.type == "cuda":
+            # pinned memory from torch's caching host allocator, reused only once this copy is done
+            clips = clips.pin_memory().to(self.device, non_blocking=True)
+        elif self.device is not None:
+            clips = clips.to(self.device)
+        return normalize(clips, self.mean, self.std)
 
 
 def build_loader(prepared_dir, split: str, *, train: bool, num_segments: int, input_size: int, scale_size: int,
                  flip: bool, batch_size: int, workers: int = 0, seed: int = 0, cache: bool = False,
-                 mean=IMAGENET_MEAN, std=IMAGENET_STD, device=None) -> ClipLoader:
+                 mean=IMAGENET_MEAN, std=IMAGENET_STD, device=None, prefetch: int = 2) -> ClipLoader:
     """Batches (clips, labels, skipped) of a prepared split; shuffled with a seeded generator when training.
 
-    `workers` processes decode and augment (uint8); batches are pinned when CUDA is available and
-    normalised on `device` (default: the CPU). See `ClipLoader`.
+    `workers` processes decode and augment (uint8) and leave each batch in a `BatchRing` slot; each
+    keeps up to `prefetch` batches ready. The clips are normalised on `device` (default: the CPU); see
+    `ClipLoader`.
     """
     dataset = ClipDataset(prepared_dir, split, num_segments=num_segments, train=train, input_size=input_size,
                           scale_size=scale_size, flip=flip, mean=mean, std=std, cache=cache, normalize=False)
     dataset.seed(seed)  # used as is when workers == 0; each worker reseeds in _worker_init
     generator = torch.Generator().manual_seed(int(seed))
-    pin = torch.cuda.is_available() and (device is None or torch.device(device).type == "cuda")
+    # the DataLoader gives worker k every W-th batch and keeps `prefetch` of each worker's in flight (the
+    # one it fills included), so with one more slot for the batch being read, no slot is ever found busy
+    ring = BatchRing(max(1, workers), prefetch + 1 if workers else 1, batch_size,
+                     (num_segments, 3, input_size, input_size))
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=train, generator=generator, num_workers=workers,
-                        collate_fn=collate_skip, drop_last=False, pin_memory=pin,
-                        persistent_workers=workers > 0, worker_init_fn=_worker_init if workers > 0 else None)
-    return ClipLoader(loader, mean, std, device)
+                        collate_fn=ring, drop_last=False, persistent_workers=workers > 0,
+                        prefetch_factor=prefetch if workers else None,
+                        worker_init_fn=_worker_init if workers > 0 else None)
+    return ClipLoader(loader, ring, mean, std, device)
 
 
-__all__ = ["ClipDataset", "ClipLoader", "Skipped", "Unreadable", "build_loader", "collate_skip", "sample_indices", "num_classes", "class_names",
+__all__ = ["BatchRing", "ClipDataset", "ClipLoader", "Skipped", "Unreadable", "build_loader", "collate_skip", "sample_indices", "num_classes", "class_names",
            "read_index"]

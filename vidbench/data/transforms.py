@@ -59,12 +59,13 @@ def resize(clip: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 def normalize(clips: torch.Tensor, mean, std) -> torch.Tensor:
-    """uint8 clips [..., 3, H, W] -> float32 (x / 255 - mean) / std, on the clips' device (two passes)."""
+    """uint8 clips [..., 3, H, W] (any strides) -> contiguous float32 (x / 255 - mean) / std, on the clips'
+    device (two passes)."""
     mean = torch.as_tensor(mean, dtype=torch.float64).view(3, 1, 1)
     std = torch.as_tensor(std, dtype=torch.float64).view(3, 1, 1)
     scale = (1.0 / (255.0 * std)).to(device=clips.device, dtype=torch.float32)
     bias = (-mean / std).to(device=clips.device, dtype=torch.float32)
-    return clips.to(torch.float32).mul_(scale).add_(bias)
+    return clips.to(torch.float32, memory_format=torch.contiguous_format).mul_(scale).add_(bias)
 
 
 class ClipTransform:
