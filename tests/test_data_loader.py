@@ -7,6 +7,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from fixtures_data import tiny_root
 
 from vidbench.data import dataset as ds
@@ -123,9 +124,14 @@ def test_unreadable_sample_returns_none_and_warns_once(prepared, tmp_path, caplo
     shutil.rmtree(data.path(1))
     jpg = data.path(2) / "00001.jpg"
     jpg.write_bytes(jpg.read_bytes()[:100])
+    for k in range(1, 20):  # every frame of sample 3 may be drawn: make all but the first smaller
+        frame = data.path(3) / f"{k + 1:05d}.jpg"
+        if frame.exists():
+            Image.open(frame).resize((8, 8)).save(frame)
     with caplog.at_level(logging.WARNING, logger="vidbench.data.dataset"):
         assert data[1] is None and data[1] is None
         assert data[0] is not None
+        assert data[3] is None and "differ in size" in data.unreadable[str(data.path(3))]
     assert sum(str(data.path(1)) in r.getMessage() for r in caplog.records) == 1
     loader = ds.build_loader(out, "val", train=False, num_segments=4, input_size=32, scale_size=36, flip=False,
                              batch_size=64, workers=0, seed=0, cache=False, mean=MEAN, std=STD)

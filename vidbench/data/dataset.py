@@ -173,8 +173,8 @@ class ClipDataset(Dataset):
     def path(self, i: int) -> Path:
         return self.root / self.samples[i][1]
 
-    def _frames(self, i: int) -> np.ndarray:
-        """uint8 [T, H, W, 3] of the sampled frames of sample i."""
+    def _frames(self, i: int) -> list[np.ndarray]:
+        """The T sampled uint8 [H, W, 3] frames of sample i (the transform stacks what it keeps of them)."""
         _, rel, n, _ = self.samples[i]
         path = self.root / rel
         if self.cache is not None:
@@ -189,7 +189,7 @@ class ClipDataset(Dataset):
                 frames = np.stack([got[k] for k in sorted(got)])
                 self.cache[i] = frames
             idx = sample_indices(len(frames), self.num_segments, self.train, self._generator)
-            return frames[idx]
+            return [frames[k] for k in idx]
         idx = sample_indices(n, self.num_segments, self.train, self._generator)
         got = _load_jpegs(path, idx) if self.kind == "frames" else _decode_video(path, idx)
         if not got:
@@ -198,12 +198,15 @@ class ClipDataset(Dataset):
             last = max(got)
             idx = np.minimum(idx, last)
             got = {k: got.get(k, got[last]) for k in idx.tolist()}
-        return np.stack([got[int(k)] for k in idx])
+        return [got[int(k)] for k in idx]
 
     def _sample(self, i: int):
         """(clip, label), or an `Unreadable` naming the file and the error."""
         try:
             frames = self._frames(i)
+            sizes = {frame.shape for frame in frames}
+            if len(sizes) > 1:
+                raise ValueError(f"its frames differ in size: {sorted(sizes)}")
         except Exception as err:  # noqa: BLE001 - unreadable sample: skip it, say so once
             reason = f"{type(err).__name__}: {err}"
             self.unreadable[str(self.path(i))] = reason
@@ -211,7 +214,7 @@ class ClipDataset(Dataset):
                 self._warned.add(i)
                 log.warning("skipping unreadable sample %s (%s)", self.path(i), reason)
             return Unreadable(str(self.path(i)), reason)
-        clip = self.transform(torch.from_numpy(frames), self._generator)
+        clip = self.transform(frames, self._generator)
         return clip, self.samples[i][3]
 
     def __getitem__(self, i: int):

@@ -1,4 +1,4 @@
-"""Clip transforms on uint8 tensors: the same crop / flip for every frame of a clip.
+"""Clip transforms on uint8 frames: the same crop / flip for every frame of a clip.
 
 Training: TSN multi-scale crop (scales 1, .875, .75, .66; crop width and height chosen independently
 among neighbouring scales; 13 fixed offsets), resized to input_size x input_size; optional horizontal
@@ -6,6 +6,7 @@ flip. Evaluation: short side resized to scale_size, centre crop input_size. Then
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -69,10 +70,12 @@ def normalize(clips: torch.Tensor, mean, std) -> torch.Tensor:
 
 
 class ClipTransform:
-    """uint8 [T, H, W, 3] frames -> normalised float32 [T, 3, S, S] clip (uint8 with normalize=False).
+    """The T uint8 [H, W, 3] frames of a clip (arrays or tensors, or one [T, H, W, 3]) -> normalised
+    float32 [T, 3, S, S] clip (uint8 with normalize=False).
 
-    The frames are never copied into [T, 3, H, W] order: the permuted view is channels-last in memory,
-    which is also what the uint8 antialiased resize is fastest on.
+    Training crops each frame before the frames are stacked (only the crop is copied); the stacked
+    frames are never reordered to [T, 3, H, W] in memory: the permuted view is channels-last, which is
+    also what the uint8 antialiased resize is fastest on.
     """
 
     def __init__(self, *, train: bool, input_size: int, scale_size: int, flip: bool = False,
@@ -84,13 +87,14 @@ class ClipTransform:
         self.std = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
         self.normalize = bool(normalize)
 
-    def geometry(self, clip: torch.Tensor, generator=None) -> torch.Tensor:
-        """Crop/flip/resize a uint8 [T, 3, H, W] clip to [T, 3, S, S] (still uint8)."""
+    def geometry(self, frames, generator=None) -> torch.Tensor:
+        """Crop/flip/resize the frames to a uint8 [T, 3, S, S] clip."""
         s = self.input_size
-        h, w = clip.shape[-2:]
+        h, w = frames[0].shape[:2]
         if self.train:
             top, left, ch, cw = multiscale_crop_box(h, w, s, generator)
-            clip = resize(clip[:, :, top:top + ch, left:left + cw], (s, s))
+            clip = _stack([frame[top:top + ch, left:left + cw] for frame in frames])
+            clip = resize(clip, (s, s))
             if self.flip and _randint(2, generator) == 1:
                 clip = clip.flip(-1)
             return clip
@@ -98,13 +102,18 @@ class ClipTransform:
             nh, nw = self.scale_size, int(self.scale_size * w / h)
         else:
             nh, nw = int(self.scale_size * h / w), self.scale_size
-        clip = resize(clip, (nh, nw))
+        clip = resize(_stack(frames), (nh, nw))
         top, left = int(round((nh - s) / 2.0)), int(round((nw - s) / 2.0))
         return clip[:, :, top:top + s, left:left + s]
 
-    def __call__(self, frames: torch.Tensor, generator=None) -> torch.Tensor:
-        clip = self.geometry(frames.permute(0, 3, 1, 2), generator)  # [T, 3, H, W] uint8, channels-last
+    def __call__(self, frames, generator=None) -> torch.Tensor:
+        clip = self.geometry(frames, generator)
         if not self.normalize:
             return clip
         clip = clip.to(torch.float32).div_(255.0)
         return clip.sub_(self.mean).div_(self.std).contiguous()
+
+
+def _stack(frames) -> torch.Tensor:
+    """uint8 [H, W, 3] frames -> the [T, 3, H, W] channels-last view of their stack."""
+    return torch.from_numpy(np.stack([np.asarray(frame) for frame in frames])).permute(0, 3, 1, 2)
