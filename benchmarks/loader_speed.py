@@ -217,7 +217,7 @@ def main(argv=None) -> int:
     parser.add_argument("--epochs", type=int, default=2, help="timed passes over the index (after one warm-up)")
     parser.add_argument("--repeat", type=int, default=16, help="times each video is listed in the index (default 16)")
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--rounds", type=int, default=3, help="alternating raw/loader measurements (median)")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating raw/loader measurements (median)")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--device", default=None,
                         help="normalise batches on this device, as training does (default: the CPU)")
