@@ -163,6 +163,29 @@ def test_build_loader_is_deterministic(prepared):
     assert sum(len(y) for _, y in a) == 24  # drop_last=False: every sample
 
 
+def test_batches_do_not_depend_on_the_workers(prepared):
+    kwargs = dict(train=True, num_segments=4, input_size=32, scale_size=36, flip=True, batch_size=5,
+                  cache=False, mean=MEAN, std=STD, seed=11)
+    epochs = {workers: _epoch(ds.build_loader(prepared["sthv2"], "train", workers=workers, **kwargs))
+              for workers in (0, 1, 3)}
+    for workers in (1, 3):
+        assert all(torch.equal(x[0], y[0]) and torch.equal(x[1], y[1]) for x, y in zip(epochs[0], epochs[workers]))
+
+
+def test_reseeding_the_generator_replays_an_epoch(prepared):
+    """What a resumed training relies on: epoch k's batches follow from the seed set before it alone."""
+    kwargs = dict(train=True, num_segments=4, input_size=32, scale_size=36, flip=True, batch_size=4,
+                  cache=False, mean=MEAN, std=STD, workers=2, seed=0)
+    running = ds.build_loader(prepared["sthv1"], "train", **kwargs)
+    for epoch in range(2):
+        running.generator.manual_seed(100 + epoch)
+        last = _epoch(running)
+    resumed = ds.build_loader(prepared["sthv1"], "train", **kwargs)
+    resumed.generator.manual_seed(101)
+    replay = _epoch(resumed)
+    assert all(torch.equal(x[0], y[0]) and torch.equal(x[1], y[1]) for x, y in zip(last, replay))
+
+
 def test_build_loader_with_workers_is_deterministic(prepared):
     kwargs = dict(train=True, num_segments=4, input_size=32, scale_size=36, flip=True, batch_size=12,
                   cache=True, mean=MEAN, std=STD, workers=1, seed=3)

@@ -48,8 +48,10 @@ def test_train_then_evaluate_writes_every_output(config, tmp_path):
     assert metrics["environment"]["packages"]["torch"].startswith("2.")
 
 
-def test_killed_training_resumes_to_the_same_weights(config, tmp_path, monkeypatch):
+@pytest.mark.parametrize("workers", [0, 2])
+def test_killed_training_resumes_to_the_same_weights(config, tmp_path, monkeypatch, workers):
     spec = spec_for(config)
+    spec["data"]["workers"] = workers  # fresh loader workers after the restart draw the same clips
     uninterrupted = trainer.train(spec, tmp_path / "once", progress=False)
 
     real_epoch = trainer.train_epoch

@@ -120,8 +120,7 @@ def train(spec: dict, run_dir, progress: bool = True) -> dict:
     for epoch in range(state["epoch"], cfg["epochs"]):
         epoch_seed = spec["seed"] * 1009 + epoch  # an epoch's draws do not depend on where training resumed
         seed_everything(epoch_seed)
-        loader.generator.manual_seed(epoch_seed)
-        loader.dataset.seed(epoch_seed)
+        loader.generator.manual_seed(epoch_seed)  # the epoch's order, frames and crops, whatever the workers
         started = time.perf_counter()
         totals = train_epoch(model, loader, optimizer, cfg, device, epoch, progress)
         lr = optimizer.param_groups[0]["lr"]

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, default_collate, get_worker_info
+from torch.utils.data import DataLoader, Dataset, Sampler, default_collate, get_worker_info
 
 from vidbench.data.transforms import IMAGENET_MEAN, IMAGENET_STD, ClipTransform, normalize
 
@@ -161,7 +161,7 @@ class ClipDataset(Dataset):
         self._generator: torch.Generator | None = None
 
     def seed(self, seed: int) -> None:
-        """Use a private random stream for sampling and augmentation (set per worker by build_loader)."""
+        """Use a private random stream for the frames and augmentation of samples read by index."""
         self._generator = torch.Generator().manual_seed(int(seed) % (2**63))
 
     def __len__(self) -> int:
@@ -173,7 +173,7 @@ class ClipDataset(Dataset):
     def path(self, i: int) -> Path:
         return self.root / self.samples[i][1]
 
-    def _frames(self, i: int) -> list[np.ndarray]:
+    def _frames(self, i: int, generator: torch.Generator | None) -> list[np.ndarray]:
         """The T sampled uint8 [H, W, 3] frames of sample i (the transform stacks what it keeps of them)."""
         _, rel, n, _ = self.samples[i]
         path = self.root / rel
@@ -188,9 +188,9 @@ class ClipDataset(Dataset):
                     raise RuntimeError("no decodable frame")
                 frames = np.stack([got[k] for k in sorted(got)])
                 self.cache[i] = frames
-            idx = sample_indices(len(frames), self.num_segments, self.train, self._generator)
+            idx = sample_indices(len(frames), self.num_segments, self.train, generator)
             return [frames[k] for k in idx]
-        idx = sample_indices(n, self.num_segments, self.train, self._generator)
+        idx = sample_indices(n, self.num_segments, self.train, generator)
         got = _load_jpegs(path, idx) if self.kind == "frames" else _decode_video(path, idx)
         if not got:
             raise RuntimeError("no decodable frame")
@@ -200,10 +200,12 @@ class ClipDataset(Dataset):
             got = {k: got.get(k, got[last]) for k in idx.tolist()}
         return [got[int(k)] for k in idx]
 
-    def _sample(self, i: int):
-        """(clip, label), or an `Unreadable` naming the file and the error."""
+    def _sample(self, i: int, seed: int | None = None):
+        """(clip, label), or an `Unreadable` naming the file and the error; the frames and augmentation are
+        drawn from `seed` when given, else from the dataset's own stream (`seed()`)."""
+        generator = self._generator if seed is None else torch.Generator().manual_seed(seed)
         try:
-            frames = self._frames(i)
+            frames = self._frames(i, generator)
             sizes = {frame.shape for frame in frames}
             if len(sizes) > 1:
                 raise ValueError(f"its frames differ in size: {sorted(sizes)}")
@@ -214,16 +216,37 @@ class ClipDataset(Dataset):
                 self._warned.add(i)
                 log.warning("skipping unreadable sample %s (%s)", self.path(i), reason)
             return Unreadable(str(self.path(i)), reason)
-        clip = self.transform(frames, self._generator)
+        clip = self.transform(frames, generator)
         return clip, self.samples[i][3]
 
     def __getitem__(self, i: int):
         sample = self._sample(i)
         return None if isinstance(sample, Unreadable) else sample
 
-    def __getitems__(self, indices) -> list:
-        """A batch for the DataLoader: unreadable samples stay in it as `Unreadable` (path and reason)."""
-        return [self._sample(int(i)) for i in indices]
+    def __getitems__(self, items) -> list:
+        """A batch for the DataLoader from (index, seed) pairs (`SeededSampler`) or indices; unreadable
+        samples stay in it as `Unreadable` (path and reason)."""
+        return [self._sample(*item) if isinstance(item, tuple) else self._sample(int(item)) for item in items]
+
+
+class SeededSampler(Sampler):
+    """(index, seed) pairs of an epoch: the order (shuffled when `shuffle`) and one seed per sample, all
+    drawn from `generator` when the epoch starts.
+
+    A sample's frames and augmentation then depend only on the generator's state at that moment: not
+    on which worker reads it, on how many workers there are, or on where training was resumed.
+    """
+
+    def __init__(self, size: int, shuffle: bool, generator: torch.Generator):
+        self.size, self.shuffle, self.generator = int(size), bool(shuffle), generator
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iter__(self):
+        order = torch.randperm(self.size, generator=self.generator) if self.shuffle else torch.arange(self.size)
+        seeds = torch.randint(2**62, (self.size,), generator=self.generator)
+        return zip(order.tolist(), seeds.tolist())
 
 
 def _split(batch) -> tuple[list, Skipped]:
@@ -247,12 +270,9 @@ def collate_skip(batch):
 
 
 def _worker_init(worker_id: int) -> None:
-    seed = torch.initial_seed() % (2**32)  # the loader's base seed + worker_id: deterministic
+    seed = torch.initial_seed() % (2**32)  # the loader's base seed + worker_id
     random.seed(seed)
     np.random.seed(seed)
-    info = get_worker_info()
-    if info is not None and hasattr(info.dataset, "seed"):
-        info.dataset.seed(seed)
 
 
 @dataclass(frozen=True)
@@ -336,7 +356,8 @@ class ClipLoader:
 
     @property
     def generator(self) -> torch.Generator:
-        return self.loader.generator
+        """Draws each epoch's order and per-sample seeds (`SeededSampler`): seed it to replay an epoch."""
+        return self.loader.sampler.generator
 
     def __len__(self) -> int:
         return len(self.loader)
@@ -370,7 +391,9 @@ class ClipLoader:
 def build_loader(prepared_dir, split: str, *, train: bool, num_segments: int, input_size: int, scale_size: int,
                  flip: bool, batch_size: int, workers: int = 0, seed: int = 0, cache: bool = False,
                  mean=IMAGENET_MEAN, std=IMAGENET_STD, device=None, prefetch: int = 2) -> ClipLoader:
-    """Batches (clips, labels, skipped) of a prepared split; shuffled with a seeded generator when training.
+    """Batches (clips, labels, skipped) of a prepared split; shuffled when training. Order, frames and
+    augmentation follow from `seed` (and from reseeding `.generator` before an epoch) alone: the same
+    for any number of workers.
 
     `workers` processes decode and augment (uint8) and leave each batch in a `BatchRing` slot; each
     keeps up to `prefetch` batches ready. The clips are normalised on `device` (default: the CPU); see
@@ -378,18 +401,20 @@ def build_loader(prepared_dir, split: str, *, train: bool, num_segments: int, in
     """
     dataset = ClipDataset(prepared_dir, split, num_segments=num_segments, train=train, input_size=input_size,
                           scale_size=scale_size, flip=flip, mean=mean, std=std, cache=cache, normalize=False)
-    dataset.seed(seed)  # used as is when workers == 0; each worker reseeds in _worker_init
-    generator = torch.Generator().manual_seed(int(seed))
+    sampler = SeededSampler(len(dataset), train, torch.Generator().manual_seed(int(seed)))
     # the DataLoader gives worker k every W-th batch and keeps `prefetch` of each worker's in flight (the
     # one it fills included), so with one more slot for the batch being read, no slot is ever found busy
     ring = BatchRing(max(1, workers), prefetch + 1 if workers else 1, batch_size,
                      (num_segments, 3, input_size, input_size))
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=train, generator=generator, num_workers=workers,
+    # its own generator for the workers' base seed: drawn when workers start, it must not shift the
+    # global stream that dropout and the policies' Gumbel noise use (a resumed run starts them later)
+    loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
+                        generator=torch.Generator().manual_seed(int(seed)),
                         collate_fn=ring, drop_last=False, persistent_workers=workers > 0,
                         prefetch_factor=prefetch if workers else None,
                         worker_init_fn=_worker_init if workers > 0 else None)
     return ClipLoader(loader, ring, mean, std, device)
 
 
-__all__ = ["BatchRing", "ClipDataset", "ClipLoader", "Skipped", "Unreadable", "build_loader", "collate_skip", "sample_indices", "num_classes", "class_names",
+__all__ = ["BatchRing", "ClipDataset", "ClipLoader", "SeededSampler", "Skipped", "Unreadable", "build_loader", "collate_skip", "sample_indices", "num_classes", "class_names",
            "read_index"]
