@@ -340,8 +340,8 @@ class ClipLoader:
 
     By default the clips arrive as float32, normalised once per batch: on `device` when one is given
     (copied from a pinned buffer without blocking), else on the CPU. With `normalize=False` they are the
-    uint8 batch in the loader's shared memory, valid until the next batch is asked for. `dataset`,
-    `generator` and `len()` are the DataLoader's.
+    uint8 batch in the loader's shared memory, valid until the next batch is asked for. `dataset` and
+    `len()` are the DataLoader's, `generator` its sampler's.
     """
 
     def __init__(self, loader: DataLoader, ring: BatchRing, mean, std, device=None, normalize: bool = True):
