@@ -34,8 +34,10 @@ def spec_for(config, method="tsm"):
     return cfg.resolve_run(config, "synth-sthv1", method, "default", "resnet_tiny", 0)
 
 
-def test_train_then_evaluate_writes_every_output(config, tmp_path):
+@pytest.mark.parametrize("workers", [0, 2])
+def test_train_then_evaluate_writes_every_output(config, tmp_path, workers):
     spec = spec_for(config, "tsn")
+    spec["data"]["workers"] = workers
     result = trainer.train(spec, tmp_path, progress=False)
     assert (tmp_path / "model.pt").exists() and not (tmp_path / "checkpoint.pt").exists()
     assert [row["epoch"] for row in result["history"]] == [1, 2, 3]
