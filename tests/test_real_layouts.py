@@ -437,7 +437,7 @@ def test_paper_config_holds_the_recipe(paper_paths, tmp_path):
     tsn, ada = spec("sthv1", "tsn", "default", "resnet50"), spec("sthv1", "adafuse", "default", "resnet50")
     assert tsn["train"]["lr"] == 0.01 and ada["train"]["lr"] == 0.02
     for key, value in {"optimizer": "sgd", "momentum": 0.9, "weight_decay": 5e-4, "lr_steps": [20, 40], "epochs": 50,
-                       "batch_size": 64, "clip_grad": 20}.items():
+                       "batch_size": 64, "clip_grad": 20, "bias_lr_mult": 2.0}.items():
         assert ada["train"][key] == value
     assert ada["data"]["num_segments"] == 8 and ada["data"]["input_size"] == 224 and ada["data"]["scale_size"] == 256
     assert ada["model"]["lam"] == 0.125 and spec("sthv2", "adafuse", "tsm-last", "resnet50")["model"]["lam"] == 0.075

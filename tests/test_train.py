@@ -105,3 +105,18 @@ def test_unreadable_video_is_skipped_and_counted(tmp_path):
     trainer.train(spec, tmp_path / "run", progress=False)
     metrics = evaluate(tmp_path / "run", progress=False)
     assert metrics["unreadable"] == {"count": 1, "eval": 1, "train": 0} and metrics["num_videos"] == 23
+
+
+def test_released_recipe_groups_biases_and_norms():
+    model = torch.nn.ModuleDict({"conv": torch.nn.Conv2d(3, 4, 3), "bn": torch.nn.BatchNorm2d(4),
+                                 "fc": torch.nn.Linear(4, 2)})
+    cfg = {"optimizer": "sgd", "lr": 0.02, "momentum": 0.9, "weight_decay": 5e-4, "bias_lr_mult": 2.0}
+    optimizer = trainer.make_optimizer(model, cfg)
+    weights, biases, norms = ({id(p) for p in g["params"]} for g in optimizer.param_groups)
+    assert weights == {id(model["conv"].weight), id(model["fc"].weight)}
+    assert biases == {id(model["conv"].bias), id(model["fc"].bias)}
+    assert norms == {id(model["bn"].weight), id(model["bn"].bias)}
+    assert [(g["lr"], g["weight_decay"]) for g in optimizer.param_groups] == [(0.02, 5e-4), (0.04, 0.0), (0.02, 0.0)]
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, [1], 0.1)
+    scheduler.step()
+    assert [g["lr"] for g in optimizer.param_groups] == pytest.approx([0.002, 0.004, 0.002])

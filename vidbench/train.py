@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 from tqdm import tqdm
 
 from vidbench import io as vio
@@ -30,17 +31,26 @@ class TrainingError(RuntimeError):
     pass
 
 
-def param_groups(model, weight_decay: float):
-    """Weight decay on conv and linear weights only, none on biases and BatchNorm (as the released recipe)."""
-    decay, no_decay = [], []
+NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.GroupNorm, nn.LayerNorm)
+
+
+def param_groups(model, weight_decay: float, bias_lr_mult: float = 1.0) -> list[dict]:
+    """The released recipe's groups: weights with weight decay; biases without, at `bias_lr_mult` times
+    the learning rate; normalisation layers without either."""
+    norm_params = {id(p) for m in model.modules() if isinstance(m, NORMS) for p in m.parameters(recurse=False)}
+    weights, biases, norms = [], [], []
     for param in model.parameters():
         if param.requires_grad:
-            (decay if param.ndim > 1 else no_decay).append(param)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+            (norms if id(param) in norm_params else weights if param.ndim > 1 else biases).append(param)
+    return [{"params": weights, "weight_decay": weight_decay, "lr_mult": 1.0},
+            {"params": biases, "weight_decay": 0.0, "lr_mult": bias_lr_mult},
+            {"params": norms, "weight_decay": 0.0, "lr_mult": 1.0}]
 
 
 def make_optimizer(model, cfg):
-    groups = param_groups(model, cfg["weight_decay"])
+    groups = param_groups(model, cfg["weight_decay"], cfg["bias_lr_mult"])
+    for group in groups:
+        group["lr"] = cfg["lr"] * group["lr_mult"]
     if cfg["optimizer"] == "sgd":
         return torch.optim.SGD(groups, lr=cfg["lr"], momentum=cfg["momentum"])
     return {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[cfg["optimizer"]](groups, lr=cfg["lr"])
