@@ -9,7 +9,8 @@ folders with the same frames), prepares each with `vidbench prepare`, then measu
   video is listed --repeat times in the index, so that an epoch is long, as in a real dataset);
 * raw:    the same number W of processes decoding the same kind of clips (8 frames drawn by the same
   segment sampling) with PyAV (or PIL for JPEG folders), one decoding thread per process as the loader,
-  stopping after the last needed frame, the 8 frames converted to RGB arrays, nothing else.
+  stopping after the last needed frame, the 8 frames converted to RGB arrays, nothing else; each process
+  is handed a batch of clips at a time, as a loader worker is.
 
 and prints clips/s of both and their ratio (loader / raw, the median of the per-round ratios; the target
 is >= 0.8), also for the loader's uint8 batches before their normalisation: what a GPU run's main
@@ -176,12 +177,15 @@ def raw_jobs(prepared: Path, epochs: int, seed: int) -> list:
             for _ in range(epochs) for _, rel, n, _ in read_index(prepared, "train")]
 
 
-def time_raw(prepared: Path, workers: int, epochs: int) -> float:
+def time_raw(prepared: Path, workers: int, epochs: int, batch_size: int) -> float:
+    """Clips/s of bare decoding; each process takes `batch_size` clips at a time, as a loader worker does
+    (one clip at a time, the messages alone cost the processes ~5% and make the figure noisy)."""
     jobs = raw_jobs(prepared, epochs, seed=1)
     with mp.get_context("fork").Pool(max(1, workers)) as pool:
-        pool.map(raw_clip, raw_jobs(prepared, 1, seed=0), chunksize=1)  # warm-up: processes, codecs, page cache
+        # warm-up: processes, codecs, page cache
+        pool.map(raw_clip, raw_jobs(prepared, 1, seed=0), chunksize=batch_size)
         start = time.perf_counter()
-        pool.map(raw_clip, jobs, chunksize=1)
+        pool.map(raw_clip, jobs, chunksize=batch_size)
         return len(jobs) / (time.perf_counter() - start)
 
 
@@ -261,7 +265,7 @@ def main(argv=None) -> int:
         for variant in args.variants:
             times = {"raw": [], "loader": [], "uint8": []}
             for _ in range(args.rounds):  # alternate, so that a busy moment of a shared machine hits all
-                times["raw"].append(time_raw(prepared[variant], args.workers, args.epochs))
+                times["raw"].append(time_raw(prepared[variant], args.workers, args.epochs, args.batch_size))
                 times["loader"].append(time_loader(prepared[variant], args.workers, args.epochs, args.batch_size,
                                                    args.device))
                 times["uint8"].append(time_loader(prepared[variant], args.workers, args.epochs, args.batch_size,
