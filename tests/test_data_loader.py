@@ -272,3 +272,11 @@ def test_an_iterator_dropped_after_the_next_epoch_began_frees_nothing(prepared):
     del stale  # closes the old epoch's generator
     assert loader.ring.busy.all()
     assert torch.equal(clips, first)
+
+
+def test_too_little_shared_memory_is_a_clear_error_before_any_batch(prepared, monkeypatch):
+    monkeypatch.setattr(ds, "SHARED_MEMORY", prepared["sthv1"])  # any folder: its free space is faked
+    monkeypatch.setattr(ds.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9 - 2**20, 2**20))
+    with pytest.raises(RuntimeError, match=r"needs 0\.\d\d GiB of shared memory .* has 0\.00 GiB free: lower data"):
+        ds.build_loader(prepared["sthv1"], "train", train=True, num_segments=8, input_size=224, scale_size=256,
+                        flip=False, batch_size=64, workers=2, seed=0, cache=False, mean=MEAN, std=STD)

@@ -15,6 +15,7 @@ import csv
 import json
 import logging
 import random
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -275,6 +276,21 @@ def _worker_init(worker_id: int) -> None:
     np.random.seed(seed)
 
 
+SHARED_MEMORY = Path("/dev/shm")
+
+
+def _check_shared_memory(nbytes: int) -> None:
+    """Stop with a clear message where the slots would not fit: on a full tmpfs the workers would
+    otherwise die of SIGBUS at the first batch that touches the missing pages."""
+    if not SHARED_MEMORY.is_dir():  # not Linux: the platform places shared memory elsewhere
+        return
+    free = shutil.disk_usage(SHARED_MEMORY).free
+    if nbytes > free:
+        raise RuntimeError(f"the loader needs {nbytes / 2**30:.2f} GiB of shared memory for its batch slots and "
+                           f"{SHARED_MEMORY} has {free / 2**30:.2f} GiB free: lower data.workers or the batch "
+                           f"size, or give the machine (a container: --shm-size) more shared memory")
+
+
 @dataclass(frozen=True)
 class Slot:
     """A batch of `size` clips left in slot `depth` of worker `worker`'s part of a `BatchRing`."""
@@ -296,6 +312,7 @@ class BatchRing:
 
     def __init__(self, workers: int, depth: int, batch_size: int, clip_shape: tuple[int, int, int, int]):
         frames, channels, height, width = clip_shape
+        _check_shared_memory(workers * depth * batch_size * frames * height * width * channels)
         # frames stay channels-last ([T, H, W, 3]) as decoded and resized: filling a slot is a plain copy
         self.slots = torch.empty((workers, depth, batch_size, frames, height, width, channels), dtype=torch.uint8)
         self.slots.share_memory_()
