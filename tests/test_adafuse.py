@@ -126,11 +126,31 @@ def test_loss_forms():
         model.dense_flops = 4e9
         from vidbench.policy import efficiency_loss
         assert efficiency_loss(flops, 4e9, 8, lam, form, target).item() == pytest.approx(want)
-        assert model.efficiency == {"lam": lam, "form": form, "target": float(target)}
+        assert model.efficiency == {"lam": lam, "form": form, "target": float(target), "flops": "eq5"}
+
+
+@pytest.mark.parametrize("action, conv1_saved", [("skip", 1.0), ("reuse", 1 / 4), ("keep", 0.0)])  # of 4 frames
+def test_upper_bound_loss_charges_conv1_as_dense(action, conv1_saved):
+    """The released Something-V1 loss: conv1 counted dense, only conv2's savings from skipping."""
+    torch.manual_seed(0)
+    clips = torch.randn(2, 4, 3, 32, 32)
+    losses = {}
+    for flops in ("eq5", "upper_bound"):
+        model = build(force=action, classes=10, frames=4, loss="gflops", lam=1.0, loss_flops=flops).train()
+        out = model(clips)
+        losses[flops] = out.losses["efficiency"].item()
+        reported = out.flops
+    hooks = model.hooks()
+    conv1 = sum(model.cost(hook.conv1_name) for hook in hooks)  # dense, all 4 frames
+    assert losses["upper_bound"] - losses["eq5"] == pytest.approx(conv1 * conv1_saved / 4 / 1e9, rel=1e-5)
+    assert losses["eq5"] == pytest.approx(reported.mean().item() / 4 / 1e9, rel=1e-5)  # what is reported
+    with pytest.raises(ValueError, match="loss_flops must be eq5 or upper_bound"):
+        build(count=False, loss_flops="real")
 
 
 def test_per_backbone_defaults():
-    assert build("resnet18", count=False).efficiency == {"lam": 0.1, "form": "gflops", "target": 0.0}
+    assert build("resnet18", count=False).efficiency == {"lam": 0.1, "form": "gflops", "target": 0.0,
+                                                         "flops": "eq5"}
     assert build("resnet18", count=False).backbone.layer1[0].policy.logit_scale == 1.0
     tiny = build(count=False)
     assert tiny.efficiency["form"] == "normalised" and tiny.backbone.layer1[0].policy.fc1.out_features == 32

@@ -441,6 +441,8 @@ def test_paper_config_holds_the_recipe(paper_paths, tmp_path):
         assert ada["train"][key] == value
     assert ada["data"]["num_segments"] == 8 and ada["data"]["input_size"] == 224 and ada["data"]["scale_size"] == 256
     assert ada["model"]["lam"] == 0.125 and spec("sthv2", "adafuse", "tsm-last", "resnet50")["model"]["lam"] == 0.075
+    assert ada["model"]["loss_flops"] == "upper_bound"  # the released V1 script charges conv2's savings only
+    assert spec("sthv2", "adafuse", "tsm-last", "resnet50")["model"]["loss_flops"] == "eq5"
     assert ada["model"]["dropout"] == 0.5 and ada["model"]["pretrained"].endswith("resnet50.pth")
     assert not ada["data"]["flip"] and spec("minikinetics", "tsn", "default", "resnet18")["data"]["flip"]
     assert spec("sthv2", "tsn", "default", "resnet18")["data"]["prepared"].endswith("prepared/sthv2/frames")

@@ -139,7 +139,8 @@ def efficiency_loss(flops: torch.Tensor, dense_flops: float, num_segments: int, 
 class PolicyClassifier(FrameClassifier):
     """TSN-style frame classifier whose blocks hold PolicyHooks; FLOPs per video follow Eq. 5.
 
-    `efficiency`: optional {"lam", "form", "target"} for `efficiency_loss` (training only, lam > 0).
+    `efficiency`: optional {"lam", "form", "target", "flops"} for `efficiency_loss` (training only, lam > 0);
+    "flops": "eq5" (default) charges the Eq. 5 cost, "upper_bound" only conv2's savings from skipping.
     Stats per video: "actions" [3] (share of all channel decisions), "per_block" [blocks, 3],
     "static" [blocks, 3] (share of a block's channels whose action never changes over the video's
     frames, split by that action).
@@ -153,11 +154,14 @@ class PolicyClassifier(FrameClassifier):
     def hooks(self) -> list[PolicyHook]:
         return policy_hooks(self.backbone)
 
-    def saved_flops(self, hooks: list[PolicyHook]) -> torch.Tensor:
-        """[B] MACs the policies saved on each video relative to dense conv1 + conv2."""
+    def saved_flops(self, hooks: list[PolicyHook], conv1_savings: bool = True) -> torch.Tensor:
+        """[B] MACs the policies saved on each video relative to dense conv1 + conv2 (Eq. 5). Without
+        `conv1_savings` only conv2's savings from skipped input channels count, as if conv1 were dense:
+        the released code's "upper bound" of the cost."""
         saved = 0.0
         for hook in hooks:
-            conv1, conv2 = self.cost(hook.conv1_name), self.cost(hook.conv2_name)
+            conv1 = self.cost(hook.conv1_name) if conv1_savings else 0.0
+            conv2 = self.cost(hook.conv2_name)
             saved = saved + (conv1 + conv2) - eq5_flops(hook.actions, conv1 / self.num_segments,
                                                         conv2 / self.num_segments)
         return saved
@@ -183,11 +187,13 @@ class PolicyClassifier(FrameClassifier):
         flops = self.static_flops(batch).to(logits.device)
         if not hooks:
             return VideoOutput(logits, flops)
-        flops = flops - self.saved_flops(hooks)
+        static = flops
+        flops = static - self.saved_flops(hooks)
         losses = {}
         lam = float(self.efficiency.get("lam", 0.0) or 0.0)
         if self.training and lam > 0:
-            losses["efficiency"] = efficiency_loss(flops, self.dense_flops, self.num_segments, lam,
+            charged = flops if self.efficiency.get("flops", "eq5") == "eq5" else static - self.saved_flops(hooks, False)
+            losses["efficiency"] = efficiency_loss(charged, self.dense_flops, self.num_segments, lam,
                                                    self.efficiency.get("form", "gflops"),
                                                    float(self.efficiency.get("target", 0.0) or 0.0))
         return VideoOutput(logits, flops, losses, self.policy_stats(hooks))

@@ -109,8 +109,10 @@ def build(cfg, *, backbone, num_classes, num_segments):
     stages = [int(s) for s in (cfg.get("stages") or (1, 2, 3, 4))]
     install_policies(net, make_hook, stages=stages)
     efficiency = {"lam": float(cfg.get("lam", 0.0) or 0.0), "form": cfg.get("loss", "gflops"),
-                  "target": float(cfg.get("target", 0.0) or 0.0)}
+                  "target": float(cfg.get("target", 0.0) or 0.0), "flops": cfg.get("loss_flops", "eq5")}
     if efficiency["form"] not in ("gflops", "relative", "normalised"):
         raise ValueError(f"adafuse: loss must be gflops, relative or normalised, got {efficiency['form']!r}")
+    if efficiency["flops"] not in ("eq5", "upper_bound"):
+        raise ValueError(f"adafuse: loss_flops must be eq5 or upper_bound, got {efficiency['flops']!r}")
     return PolicyClassifier(net, num_classes, num_segments, cfg.get("dropout", 0.5), efficiency)
 

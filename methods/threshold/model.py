@@ -2,7 +2,7 @@
 import torch
 
 from vidbench.model import make_backbone
-from vidbench.policy import KEEP, SKIP, PolicyClassifier, PolicyHook, eq5_flops, install_policies, one_hot
+from vidbench.policy import KEEP, SKIP, PolicyClassifier, PolicyHook, install_policies, one_hot
 
 
 class TopChannels(PolicyHook):
@@ -25,15 +25,9 @@ class ThresholdClassifier(PolicyClassifier):
         super().__init__(*args, **kwargs)
         self.charge_ranking = charge_ranking
 
-    def saved_flops(self, hooks):
-        if not self.charge_ranking:
-            return super().saved_flops(hooks)
-        # conv1 is computed densely to rank its channels: only conv2's input savings count
-        saved = 0.0
-        for hook in hooks:
-            conv2 = self.cost(hook.conv2_name)
-            saved = saved + conv2 - eq5_flops(hook.actions, 0.0, conv2 / self.num_segments)
-        return saved
+    def saved_flops(self, hooks, conv1_savings=True):
+        # charge_ranking: conv1 is computed densely to rank its channels, only conv2's input savings count
+        return super().saved_flops(hooks, conv1_savings and not self.charge_ranking)
 
 
 def build(cfg, *, backbone, num_classes, num_segments):
