@@ -184,15 +184,15 @@ class PolicyClassifier(FrameClassifier):
         batch = clips.shape[0]
         logits = self.fc(self.dropout(self.frame_features(clips))).mean(1)
         hooks = self.hooks()
-        flops = self.static_flops(batch).to(logits.device)
+        static = self.static_flops(batch).to(logits.device)
         if not hooks:
-            return VideoOutput(logits, flops)
-        static = flops
+            return VideoOutput(logits, static)
         flops = static - self.saved_flops(hooks)
         losses = {}
         lam = float(self.efficiency.get("lam", 0.0) or 0.0)
         if self.training and lam > 0:
-            charged = flops if self.efficiency.get("flops", "eq5") == "eq5" else static - self.saved_flops(hooks, False)
+            upper_bound = self.efficiency.get("flops", "eq5") == "upper_bound"
+            charged = static - self.saved_flops(hooks, conv1_savings=False) if upper_bound else flops
             losses["efficiency"] = efficiency_loss(charged, self.dense_flops, self.num_segments, lam,
                                                    self.efficiency.get("form", "gflops"),
                                                    float(self.efficiency.get("target", 0.0) or 0.0))

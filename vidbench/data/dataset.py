@@ -265,7 +265,10 @@ def collate_skip(batch):
     When every sample of the batch was dropped, clips and labels are empty tensors (B = 0). Inside a
     loader worker the clips are stacked straight into shared memory (no second copy to send them).
     """
-    kept, skipped = _split(batch)
+    return _collate(*_split(batch))
+
+
+def _collate(kept: list, skipped: Skipped):
     clips = default_collate([clip for clip, _ in kept]) if kept else torch.empty(0)
     return clips, torch.tensor([label for _, label in kept], dtype=torch.long), skipped
 
@@ -329,7 +332,7 @@ class BatchRing:
         kept, skipped = _split(batch)
         fits = 0 < len(kept) <= self.slots.shape[2] and all(tuple(clip.shape) == self.clip_shape for clip, _ in kept)
         if not fits or self.busy[worker, depth]:
-            return collate_skip(batch)
+            return _collate(kept, skipped)
         self.busy[worker, depth] = True
         torch.stack([clip.permute(0, 2, 3, 1) for clip, _ in kept], out=self.slots[worker, depth, :len(kept)])
         # labels as a list: a tensor would cross in a shared-memory segment of its own
@@ -433,5 +436,5 @@ def build_loader(prepared_dir, split: str, *, train: bool, num_segments: int, in
     return ClipLoader(loader, ring, mean, std, device)
 
 
-__all__ = ["BatchRing", "ClipDataset", "ClipLoader", "SeededSampler", "Skipped", "Unreadable", "build_loader", "collate_skip", "sample_indices", "num_classes", "class_names",
-           "read_index"]
+__all__ = ["BatchRing", "ClipDataset", "ClipLoader", "SeededSampler", "Skipped", "Unreadable", "build_loader",
+           "class_names", "collate_skip", "num_classes", "read_index", "sample_indices"]
