@@ -135,9 +135,9 @@ def repeat_index(prepared: Path, times: int) -> None:
     when some workers already wait for the next one, weigh as little as in a real dataset."""
     index = prepared / "train.csv"
     header, *rows = index.read_text().splitlines()
-    rows = [row for row in rows if "#" not in row.split(",")[0]]  # the videos, once (an earlier --keep run)
-    index.write_text("\n".join([header] + [f"{row.split(',', 1)[0]}#{r},{row.split(',', 1)[1]}" if r else row
-                                          for r in range(times) for row in rows]) + "\n")
+    videos = [row.split(",", 1) for row in rows if "#" not in row.split(",", 1)[0]]  # once each (--keep reruns)
+    copies = [f"{vid}#{r},{rest}" if r else f"{vid},{rest}" for r in range(times) for vid, rest in videos]
+    index.write_text("\n".join([header] + copies) + "\n")
 
 
 # --------------------------------------------------------------------------------------------------
