@@ -277,6 +277,8 @@ def test_an_iterator_dropped_after_the_next_epoch_began_frees_nothing(prepared):
 def test_too_little_shared_memory_is_a_clear_error_before_any_batch(prepared, monkeypatch):
     monkeypatch.setattr(ds, "SHARED_MEMORY", prepared["sthv1"])  # any folder: its free space is faked
     monkeypatch.setattr(ds.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9 - 2**20, 2**20))
+    kwargs = dict(train=True, num_segments=8, input_size=224, scale_size=256, flip=False, batch_size=64, seed=0,
+                  cache=False, mean=MEAN, std=STD)
     with pytest.raises(RuntimeError, match=r"needs 0\.\d\d GiB of shared memory .* has 0\.00 GiB free: lower data"):
-        ds.build_loader(prepared["sthv1"], "train", train=True, num_segments=8, input_size=224, scale_size=256,
-                        flip=False, batch_size=64, workers=2, seed=0, cache=False, mean=MEAN, std=STD)
+        ds.build_loader(prepared["sthv1"], "train", workers=2, **kwargs)
+    assert not ds.build_loader(prepared["sthv1"], "train", workers=0, **kwargs).ring.slots.is_shared()

@@ -313,13 +313,16 @@ class BatchRing:
     busy (an epoch left unfinished) or whose clips do not fit travels the ordinary way, as a tensor.
     """
 
-    def __init__(self, workers: int, depth: int, batch_size: int, clip_shape: tuple[int, int, int, int]):
+    def __init__(self, workers: int, depth: int, batch_size: int, clip_shape: tuple[int, int, int, int],
+                 shared: bool = True):
         frames, channels, height, width = clip_shape
-        _check_shared_memory(workers * depth * batch_size * frames * height * width * channels)
         # frames stay channels-last ([T, H, W, 3]) as decoded and resized: filling a slot is a plain copy
         self.slots = torch.empty((workers, depth, batch_size, frames, height, width, channels), dtype=torch.uint8)
-        self.slots.share_memory_()
-        self.busy = torch.zeros((workers, depth), dtype=torch.bool).share_memory_()
+        self.busy = torch.zeros((workers, depth), dtype=torch.bool)
+        if shared:  # filled by worker processes
+            _check_shared_memory(self.slots.numel())
+            self.slots.share_memory_()
+            self.busy.share_memory_()
         self.clip_shape = tuple(clip_shape)
         self.filled = 0  # batches collated by this process (each worker counts its own)
         self.epoch = 0  # epochs begun by the main process
@@ -425,7 +428,7 @@ def build_loader(prepared_dir, split: str, *, train: bool, num_segments: int, in
     # the DataLoader gives worker k every W-th batch and keeps `prefetch` of each worker's in flight (the
     # one it fills included), so with one more slot for the batch being read, no slot is ever found busy
     ring = BatchRing(max(1, workers), prefetch + 1 if workers else 1, batch_size,
-                     (num_segments, 3, input_size, input_size))
+                     (num_segments, 3, input_size, input_size), shared=workers > 0)
     # its own generator for the workers' base seed: drawn when workers start, it must not shift the
     # global stream that dropout and the policies' Gumbel noise use (a resumed run starts them later)
     loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
