@@ -6,17 +6,19 @@ folders with the same frames), prepares each with `vidbench prepare`, then measu
 
 * loader: `build_loader(..., train=True)` with W worker processes, 8 segments, the training transforms
   (multi-scale crop, resize to 224, normalisation) and batching, iterated over several epochs (each
-  video is listed --repeat times in the index, so that an epoch is long, as in a real dataset);
+  video is listed --repeat times in the index, so that an epoch is long, as in a real dataset); the
+  batches finished (resized and normalised) on --device, by default in the main process on the CPU;
+* packed: the same loader's batches as its workers deliver them (the uint8 crops packed at their own
+  size), each copied once in the main process: what a GPU run does before it resizes and normalises the
+  batch on the GPU;
 * raw:    the same number W of processes decoding the same kind of clips (8 frames drawn by the same
-  segment sampling) with PyAV (or PIL for JPEG folders), one decoding thread per process as the loader,
-  stopping after the last needed frame, the 8 frames converted to RGB arrays, nothing else; each process
-  is handed a batch of clips at a time, as a loader worker is.
+  segment sampling) to RGB arrays with the loader's own decoding functions (PyAV, one decoding thread
+  and one colour converter per process, stopping after the last needed frame; PIL for JPEG folders),
+  nothing else; each process is handed a batch of clips at a time, as a loader worker is.
 
-and prints clips/s of both and their ratio (loader / raw, the median of the per-round ratios; the target
-is >= 0.8), also for the loader's uint8 batches before their normalisation: what a GPU run's main
-process receives before it copies the batch to pinned memory and normalises it on the GPU. On the CPU
-the main process normalises (a float32 batch, four times the bytes), which a small machine pays for
-with the same cores that decode.
+and prints clips/s of each and the ratios to raw (the median of the per-round ratios; the target is
+>= 0.8). packed/raw is the figure for a GPU run; loader/raw is CPU training's, where the resize and
+the normalisation (a float32 batch, four times the bytes) cost the same cores that decode.
 Never part of the tests.
 
     python benchmarks/loader_speed.py                        # W = 2, every variant
@@ -41,7 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from vidbench.data import layouts  # noqa: E402
-from vidbench.data.dataset import build_loader, read_index, sample_indices  # noqa: E402
+from vidbench.data.dataset import _decode_video, _load_jpegs, build_loader, read_index, sample_indices  # noqa: E402
 from vidbench.data.prepare import prepare  # noqa: E402
 
 VARIANTS = {"webm": "sthv2", "mp4": "kinetics", "frames": "sthv1"}
@@ -144,28 +146,9 @@ def repeat_index(prepared: Path, times: int) -> None:
 # Raw decoding: the same clips, no transforms, the same number of processes
 # --------------------------------------------------------------------------------------------------
 def raw_clip(job) -> int:
+    """Decode a clip's frames to RGB arrays with the loader's own decoding, and nothing else."""
     kind, path, indices = job
-    need = set(indices)
-    got = 0
-    if kind == "frames":
-        from PIL import Image
-
-        for k in sorted(need):
-            with Image.open(os.path.join(path, f"{k + 1:05d}.jpg")) as img:
-                got += np.asarray(img.convert("RGB")).shape[0] > 0
-        return got
-    import av
-
-    last = max(need)
-    with av.open(path) as container:
-        stream = container.streams.video[0]
-        stream.thread_count = 1  # as the loader: one decoding thread per process
-        for k, frame in enumerate(container.decode(stream)):
-            if k in need:
-                got += frame.to_ndarray(format="rgb24").shape[0] > 0
-            if k >= last:
-                break
-    return got
+    return len(_load_jpegs(Path(path), indices) if kind == "frames" else _decode_video(Path(path), indices))
 
 
 def raw_jobs(prepared: Path, epochs: int, seed: int) -> list:
@@ -189,22 +172,26 @@ def time_raw(prepared: Path, workers: int, epochs: int, batch_size: int) -> floa
         return len(jobs) / (time.perf_counter() - start)
 
 
-def time_loader(prepared: Path, workers: int, epochs: int, batch_size: int, device=None, normalise=True) -> float:
-    """Clips/s of build_loader; normalise=False times the uint8 batches its workers deliver (what a GPU run
-    copies to the device and normalises there) without the final normalisation."""
+def time_loader(prepared: Path, workers: int, epochs: int, batch_size: int, device=None, finish=True) -> float:
+    """Clips/s of build_loader: finished float32 batches (resized and normalised on `device`, default the CPU),
+    or with finish=False the workers' packed uint8 batches, each copied once in the main process as a GPU
+    run copies them to pinned memory (resize and normalisation then happen on the GPU)."""
     import torch
 
     loader = build_loader(prepared, "train", train=True, num_segments=8, input_size=224, scale_size=256, flip=False,
                           batch_size=batch_size, workers=workers, seed=0, cache=False, device=device)
-    if not normalise:
-        loader = loader.uint8()
+    if not finish:
+        loader = loader.packed()
     for _ in loader:  # warm-up epoch: worker start-up, page cache
         pass
     clips = 0
     start = time.perf_counter()
     for _ in range(epochs):
         for batch, labels, skipped in loader:
-            assert batch.shape[1:] == (8, 3, 224, 224) and skipped == 0
+            if finish:
+                assert batch.shape[1:] == (8, 3, 224, 224) and skipped == 0
+            else:
+                batch.buffer[:batch.nbytes].clone()  # the staging copy
             clips += len(labels)
     if device is not None and torch.device(device).type == "cuda":
         torch.cuda.synchronize()
@@ -259,22 +246,22 @@ def main(argv=None) -> int:
               f"{os.cpu_count()} CPU(s), {platform.processor() or platform.machine()}, torch {torch.__version__}")
         where = args.device or "cpu"
         print(f"clips/s, median of {args.rounds} alternating rounds [min-max], ratios: median of the rounds' ratios; "
-              f"loader = normalised float32 batches "
-              f"(on {where}); uint8 = the workers' batches before normalisation")
-        print(f"{'variant':8} {'loader':>18} {'uint8':>18} {'raw':>18} {'loader/raw':>11} {'uint8/raw':>10}")
+              f"loader = finished float32 batches "
+              f"(on {where}); packed = the workers' uint8 batches, copied once")
+        print(f"{'variant':8} {'loader':>18} {'packed':>18} {'raw':>18} {'loader/raw':>11} {'packed/raw':>11}")
         for variant in args.variants:
-            times = {"raw": [], "loader": [], "uint8": []}
+            times = {"raw": [], "loader": [], "packed": []}
             for _ in range(args.rounds):  # alternate, so that a busy moment of a shared machine hits all
                 times["raw"].append(time_raw(prepared[variant], args.workers, args.epochs, args.batch_size))
                 times["loader"].append(time_loader(prepared[variant], args.workers, args.epochs, args.batch_size,
                                                    args.device))
-                times["uint8"].append(time_loader(prepared[variant], args.workers, args.epochs, args.batch_size,
-                                                  normalise=False))
+                times["packed"].append(time_loader(prepared[variant], args.workers, args.epochs, args.batch_size,
+                                                   finish=False))
             med = {k: statistics.median(v) for k, v in times.items()}
-            ratio = {k: statistics.median(a / b for a, b in zip(times[k], times["raw"])) for k in ("loader", "uint8")}
+            ratio = {k: statistics.median(a / b for a, b in zip(times[k], times["raw"])) for k in ("loader", "packed")}
             cell = lambda k: f"{med[k]:6.1f} [{min(times[k]):.0f}-{max(times[k]):.0f}]"  # noqa: E731
-            print(f"{variant:8} {cell('loader'):>18} {cell('uint8'):>18} {cell('raw'):>18} "
-                  f"{ratio['loader']:11.2f} {ratio['uint8']:10.2f}", flush=True)
+            print(f"{variant:8} {cell('loader'):>18} {cell('packed'):>18} {cell('raw'):>18} "
+                  f"{ratio['loader']:11.2f} {ratio['packed']:11.2f}", flush=True)
     return 0
 
 

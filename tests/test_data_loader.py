@@ -198,39 +198,60 @@ def test_build_loader_with_workers_is_deterministic(prepared):
     assert not torch.equal(a1[0][0], a2[0][0])
 
 
-def _clip(value: int, frames: int = 4, size: int = 8) -> torch.Tensor:
-    """A uint8 [T, 3, S, S] clip, channels-last in memory as the transforms leave it."""
-    return torch.full((frames, size, size, 3), value, dtype=torch.uint8).permute(0, 3, 1, 2)
+def _cut(value, frames: int = 4, height: int = 8, width: int = 8) -> list[np.ndarray]:
+    """A cut as `ClipTransform.cut` leaves it: T uint8 [h, w, 3] frames (a value, or a ramp along the width)."""
+    row = np.arange(width, dtype=np.uint8)[:, None] * 7 if value is None else np.full((width, 1), value, np.uint8)
+    return [np.broadcast_to(row, (height, width, 3)) for _ in range(frames)]
 
 
-def test_batch_ring_fills_slots_in_turn_and_falls_back_while_busy():
-    ring = ds.BatchRing(1, 2, 3, (4, 3, 8, 8))
-    first, labels, skipped = ring([(_clip(1), 5), None, (_clip(2), 6)])
-    assert isinstance(first, ds.Slot) and (first.depth, first.size) == (0, 2)
-    assert labels == [5, 6] and skipped == 1
-    view = ring.take(first)
-    assert view.shape == (2, 4, 3, 8, 8) and view[0].eq(1).all() and view[1].eq(2).all()
-    second, _, _ = ring([(_clip(3), 0)])
-    assert second.depth == 1 and ring.take(second).eq(3).all()
+def test_batch_ring_packs_cuts_at_their_size_and_falls_back_while_busy():
+    ring = ds.BatchRing(1, 2, 3, frames=4, size=8, room=8, shared=False)
+    first, shapes, labels, skipped = ring([(_cut(1, height=6, width=5), 5), None, (_cut(None), 6)])
+    assert first == ds.Slot(0, 0) and shapes == ((6, 5), (8, 8)) and labels == [5, 6] and skipped == 1
+    clips = list(ring.take(first, shapes).clips())
+    assert clips[0].shape == (4, 6, 5, 3) and clips[0].eq(1).all()
+    assert torch.equal(clips[1], torch.from_numpy(np.stack(_cut(None))))
+    second, shapes, _, _ = ring([(_cut(3), 0)])
+    assert second == ds.Slot(0, 1) and next(ring.take(second, shapes).clips()).eq(3).all()
     # slot 0 is still being read: the next batch travels as a tensor, and slot 0 keeps its clips
-    fallback, labels, _ = ring([(_clip(4), 7)])
-    assert torch.is_tensor(fallback) and fallback.eq(4).all() and labels.tolist() == [7]
-    assert ring.take(first)[0].eq(1).all()
+    fallback, shapes, labels, _ = ring([(_cut(4), 7)])
+    assert torch.is_tensor(fallback) and fallback.numel() == 4 * 8 * 8 * 3 and fallback.eq(4).all()
+    assert labels == [7] and next(ring.take(first, ((6, 5),)).clips()).eq(1).all()
     ring.release(first)
     ring.release(second)
-    reused, _, _ = ring([(_clip(9), 1)])
-    assert isinstance(reused, ds.Slot) and reused.depth == 1 and ring.take(reused).eq(9).all()
+    reused, shapes, _, _ = ring([(_cut(9), 1)])
+    assert reused == ds.Slot(0, 1) and next(ring.take(reused, shapes).clips()).eq(9).all()
+    nothing, shapes, labels, skipped = ring([None, None])
+    assert nothing.numel() == 0 and shapes == () and labels == [] and skipped == 2
 
 
-def test_batch_ring_sends_what_does_not_fit_as_tensors():
-    ring = ds.BatchRing(1, 1, 2, (4, 3, 8, 8))
-    too_many, _, _ = ring([(_clip(1), 0)] * 3)
-    other_size, _, _ = ring([(_clip(1, size=6), 0)])
-    nothing, labels, skipped = ring([None, None])
-    assert torch.is_tensor(too_many) and too_many.shape == (3, 4, 3, 8, 8)
-    assert torch.is_tensor(other_size) and other_size.shape == (1, 4, 3, 6, 6)
-    assert nothing.numel() == 0 and labels.numel() == 0 and skipped == 2
-    assert not ring.busy.any()
+def test_batch_ring_resizes_in_the_worker_only_what_would_overfill_its_slot():
+    ring = ds.BatchRing(1, 1, 2, frames=4, size=8, room=9, shared=False)  # room for 2 x 81 pixels a frame
+    big, small = _cut(None, height=12, width=10), _cut(None, height=9, width=9)
+    ref, shapes, _, _ = ring([(big, 0), (small, 1)])  # 120 + 64 kept for the other > 162: big is resized
+    assert shapes == ((8, 8), (9, 9))
+    resized, kept = ring.take(ref, shapes).clips()
+    expected = tf.resize(torch.from_numpy(np.stack(big)).permute(0, 3, 1, 2), (8, 8)).permute(0, 2, 3, 1)
+    assert torch.equal(resized, expected) and torch.equal(kept, torch.from_numpy(np.stack(small)))
+    ring.release(ref)
+    ref, shapes, _, _ = ring([(small, 0), (small, 1)])  # 81 + 81 fits
+    assert shapes == ((9, 9), (9, 9))
+
+
+def test_the_training_flip_before_the_resize_equals_the_flip_after():
+    frames = torch.randint(0, 256, (3, 40, 56, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    transform = tf.ClipTransform(train=True, input_size=32, scale_size=36, flip=True, mean=MEAN, std=STD)
+    flips = set()
+    for seed in range(12):
+        clip = transform(frames, torch.Generator().manual_seed(seed))
+        draws = torch.Generator().manual_seed(seed)
+        top, left, ch, cw = tf.multiscale_crop_box(40, 56, 32, draws)
+        flipped = int(torch.randint(2, (1,), generator=draws)) == 1
+        expected = tf.resize(frames[:, top:top + ch, left:left + cw].permute(0, 3, 1, 2), (32, 32))
+        expected = tf.normalize(expected.flip(-1) if flipped else expected, MEAN, STD)
+        assert torch.equal(clip, expected)
+        flips.add(flipped)
+    assert flips == {True, False}
 
 
 def test_loader_batches_equal_the_dataset_samples(prepared):
@@ -244,18 +265,32 @@ def test_loader_batches_equal_the_dataset_samples(prepared):
         for _ in range(2):  # the second epoch reads the same slots again
             got = torch.cat([clips for clips, _, _ in loader])
             assert got.is_contiguous() and torch.allclose(got, expected, atol=1e-5)
-        uint8 = [(clips.clone(), labels) for clips, labels, _ in loader.uint8()]
-        assert all(clips.dtype == torch.uint8 for clips, _ in uint8)
-        assert torch.allclose(tf.normalize(torch.cat([c for c, _ in uint8]), MEAN, STD), expected, atol=1e-5)
-        assert torch.cat([labels for _, labels in uint8]).tolist() == data.labels()
+        packed = [([clip.clone() for clip in batch.clips()], labels) for batch, labels, _ in loader.packed()]
+        clips = torch.stack([clip for batch, _ in packed for clip in batch])  # evaluation cuts are finished
+        assert clips.dtype == torch.uint8 and clips.shape == (len(data), 4, 32, 32, 3)
+        assert torch.allclose(tf.normalize(clips.permute(0, 1, 4, 2, 3), MEAN, STD), expected, atol=1e-5)
+        assert torch.cat([labels for _, labels in packed]).tolist() == data.labels()
         assert not loader.ring.busy.any()
+
+
+def test_training_batches_equal_the_samples_of_the_same_draws(prepared):
+    kwargs = dict(num_segments=4, input_size=32, scale_size=36, flip=True, mean=MEAN, std=STD)
+    data = ds.ClipDataset(prepared["sthv2"], "train", train=True, **kwargs)
+    loader = ds.build_loader(prepared["sthv2"], "train", train=True, batch_size=4, workers=2, seed=5, cache=False,
+                             **kwargs)
+    loader.generator.manual_seed(3)
+    draws = list(loader.loader.sampler)
+    loader.generator.manual_seed(3)
+    got = torch.cat([clips for clips, _, _ in loader])
+    expected = torch.stack([data._sample(i, seed)[0] for i, seed in draws])
+    assert torch.equal(got, expected)
 
 
 def test_an_epoch_left_unfinished_does_not_stall_the_next(prepared):
     loader = ds.build_loader(prepared["sthv2"], "train", train=True, num_segments=4, input_size=32, scale_size=36,
                              flip=False, batch_size=2, workers=2, seed=0, cache=False, mean=MEAN, std=STD)
     for epoch in range(3):
-        for step, (clips, labels, _) in enumerate(loader.uint8()):
+        for step, (clips, labels, _) in enumerate(loader.packed()):
             if step == 1:
                 break  # the workers keep filling (and holding) slots for batches nobody reads
     assert sum(len(labels) for _, labels, _ in loader) == len(loader.dataset)
@@ -263,15 +298,15 @@ def test_an_epoch_left_unfinished_does_not_stall_the_next(prepared):
 
 def test_an_iterator_dropped_after_the_next_epoch_began_frees_nothing(prepared):
     loader = ds.build_loader(prepared["sthv1"], "val", train=False, num_segments=4, input_size=32, scale_size=36,
-                             flip=False, batch_size=2, workers=0, cache=False, mean=MEAN, std=STD).uint8()
+                             flip=False, batch_size=2, workers=0, cache=False, mean=MEAN, std=STD).packed()
     stale = iter(loader)
     next(stale)
     fresh = iter(loader)
-    clips, _, _ = next(fresh)
-    first = clips.clone()
+    batch, _, _ = next(fresh)
+    first = [clip.clone() for clip in batch.clips()]
     del stale  # closes the old epoch's generator
     assert loader.ring.busy.all()
-    assert torch.equal(clips, first)
+    assert all(torch.equal(clip, kept) for clip, kept in zip(batch.clips(), first))
 
 
 def test_too_little_shared_memory_is_a_clear_error_before_any_batch(prepared, monkeypatch):
@@ -279,6 +314,6 @@ def test_too_little_shared_memory_is_a_clear_error_before_any_batch(prepared, mo
     monkeypatch.setattr(ds.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9 - 2**20, 2**20))
     kwargs = dict(train=True, num_segments=8, input_size=224, scale_size=256, flip=False, batch_size=64, seed=0,
                   cache=False, mean=MEAN, std=STD)
-    with pytest.raises(RuntimeError, match=r"needs 0\.\d\d GiB of shared memory .* has 0\.00 GiB free: lower data"):
+    with pytest.raises(RuntimeError, match=r"needs \d+\.\d\d GiB of shared memory .* has 0\.00 GiB free: lower data"):
         ds.build_loader(prepared["sthv1"], "train", workers=2, **kwargs)
     assert not ds.build_loader(prepared["sthv1"], "train", workers=0, **kwargs).ring.slots.is_shared()

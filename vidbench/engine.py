@@ -58,7 +58,7 @@ def make_loader(spec: dict, split: str, train: bool, batch_size: int):
                         input_size=data["input_size"], scale_size=data["scale_size"],
                         flip=data["flip"] and train, batch_size=batch_size, workers=data["workers"],
                         seed=spec["seed"], cache=data["cache"], mean=data["mean"], std=data["std"],
-                        device=device_of(spec))  # batches arrive normalised on the training device
+                        device=device_of(spec))  # batches are resized and normalised on the training device
 
 
 def load_spec(run_dir) -> dict:

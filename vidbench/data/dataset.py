@@ -4,10 +4,11 @@
 is logged once per sample, the path and reason are kept in `ClipDataset.unreadable`); `collate_skip` drops
 unreadable samples and counts them (`Skipped`, an int that also carries their paths).
 
-`build_loader` keeps the work per sample small so that decoding dominates: worker processes leave uint8
-batches (a quarter of the bytes of float32) in shared-memory slots that are reused (`BatchRing`), so a
-batch crosses to the main process as three numbers; the loader normalises each batch there, on the
-training device when one is given (after a pinned, non-blocking copy).
+`build_loader` leaves the workers little more than decoding: each one crops (and flips) the frames it
+decoded and packs the uint8 crops, at their own sizes, into a shared-memory slot that is reused
+(`BatchRing`), so a batch crosses to the main process as a few numbers. The per-pixel work, the resize
+to S x S and the normalisation, happens once per batch where the batch goes: on the training device
+when one is given (after a pinned, non-blocking copy of the packed bytes), else on the CPU.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate, get_worker_info
 
-from vidbench.data.transforms import IMAGENET_MEAN, IMAGENET_STD, ClipTransform, normalize
+from vidbench.data.transforms import IMAGENET_MEAN, IMAGENET_STD, ClipTransform, normalize, resize
 
 log = logging.getLogger(__name__)
 
@@ -140,12 +141,13 @@ class Skipped(int):
 class ClipDataset(Dataset):
     """Clips of `num_segments` frames from a prepared split ('train' or 'val').
 
-    `normalize=False` returns uint8 clips (what `build_loader`'s workers send; it normalises batches).
+    `finish=False` returns the transform's cuts instead of clips: the T uint8 [h, w, 3] frames before the
+    resize and normalisation (what `build_loader`'s workers pack; the batches are finished where they go).
     """
 
     def __init__(self, prepared_dir, split: str, *, num_segments: int, train: bool, input_size: int = 224,
                  scale_size: int = 256, flip: bool = False, mean=IMAGENET_MEAN, std=IMAGENET_STD, cache: bool = False,
-                 normalize: bool = True):
+                 finish: bool = True):
         self.prepared_dir = Path(prepared_dir)
         meta = json.loads((self.prepared_dir / "meta.json").read_text(encoding="utf-8"))
         self.root = Path(meta["root"])
@@ -155,7 +157,8 @@ class ClipDataset(Dataset):
         self.num_segments = int(num_segments)
         self.train = bool(train)
         self.transform = ClipTransform(train=train, input_size=input_size, scale_size=scale_size,
-                                       flip=flip and train, mean=mean, std=std, normalize=normalize)
+                                       flip=flip and train, mean=mean, std=std)
+        self.finish = bool(finish)
         self.cache: dict[int, np.ndarray] | None = {} if cache else None
         self.unreadable: dict[str, str] = {}  # path -> reason, for samples read in this process
         self._warned: set[int] = set()
@@ -217,7 +220,7 @@ class ClipDataset(Dataset):
                 self._warned.add(i)
                 log.warning("skipping unreadable sample %s (%s)", self.path(i), reason)
             return Unreadable(str(self.path(i)), reason)
-        clip = self.transform(frames, generator)
+        clip = self.transform(frames, generator) if self.finish else self.transform.cut(frames, generator)
         return clip, self.samples[i][3]
 
     def __getitem__(self, i: int):
@@ -259,16 +262,13 @@ def _split(batch) -> tuple[list, Skipped]:
 
 
 def collate_skip(batch):
-    """(clips [B, T, 3, H, W], labels [B] int64, skipped); None and `Unreadable` samples are dropped.
+    """(clips [B, T, 3, H, W], labels [B] int64, skipped) of `ClipDataset` samples for a plain DataLoader;
+    None and `Unreadable` samples are dropped.
 
     `skipped` is a `Skipped` (an int: how many were dropped; `.items`: their (path, reason) when known).
-    When every sample of the batch was dropped, clips and labels are empty tensors (B = 0). Inside a
-    loader worker the clips are stacked straight into shared memory (no second copy to send them).
+    When every sample of the batch was dropped, clips and labels are empty tensors (B = 0).
     """
-    return _collate(*_split(batch))
-
-
-def _collate(kept: list, skipped: Skipped):
+    kept, skipped = _split(batch)
     clips = default_collate([clip for clip, _ in kept]) if kept else torch.empty(0)
     return clips, torch.tensor([label for _, label in kept], dtype=torch.long), skipped
 
@@ -296,34 +296,64 @@ def _check_shared_memory(nbytes: int) -> None:
 
 @dataclass(frozen=True)
 class Slot:
-    """A batch of `size` clips left in slot `depth` of worker `worker`'s part of a `BatchRing`."""
+    """The batch packed in slot `depth` of worker `worker`'s part of a `BatchRing`."""
 
     worker: int
     depth: int
-    size: int
+
+
+@dataclass(frozen=True)
+class Packed:
+    """A batch of uint8 clips of T frames packed one after the other in `buffer`: clip k is a
+    [T, h_k, w_k, 3] block, (h_k, w_k) = shapes[k] (the cuts of `ClipTransform`, not yet resized)."""
+
+    buffer: torch.Tensor
+    shapes: tuple[tuple[int, int], ...]
+    frames: int
+
+    @property
+    def nbytes(self) -> int:
+        return sum(self.frames * h * w * 3 for h, w in self.shapes)
+
+    def clips(self, buffer: torch.Tensor | None = None):
+        """[T, h, w, 3] views of the clips, in `buffer` (a copy of the packed bytes) or in the batch's own."""
+        buffer = self.buffer if buffer is None else buffer
+        offset = 0
+        for h, w in self.shapes:
+            size = self.frames * h * w * 3
+            yield buffer[offset:offset + size].view(self.frames, h, w, 3)
+            offset += size
+
+
+def _nbytes(cut: list[np.ndarray]) -> int:
+    return len(cut) * cut[0].size
 
 
 class BatchRing:
-    """Shared-memory batch slots that the loader's workers fill and the main process reads in place.
+    """Shared-memory slots that the loader's workers pack batches into and the main process reads in place.
 
-    The collate function of `build_loader`: a batch crosses to the main process as a `Slot` (three ints)
-    instead of a new shared-memory segment; allocating, faulting in and passing one segment per batch
-    cost the workers a quarter of their time. Each worker owns `depth` slots and takes them in turn; a
-    slot is busy from its filling until the main process calls `release`. A batch whose slot is still
-    busy (an epoch left unfinished) or whose clips do not fit travels the ordinary way, as a tensor.
+    The collate function of `build_loader`: a batch crosses to the main process as a `Slot` (two ints),
+    the clips' shapes and the labels, instead of a new shared-memory segment; allocating, faulting in and
+    passing one segment per batch cost the workers a quarter of their time. Each worker owns `depth`
+    slots and takes them in turn; a slot is busy from its packing until the main process calls `release`.
+    A batch whose slot is still busy (an epoch left unfinished) travels the ordinary way, as a tensor.
+
+    A slot has room for `batch_size` clips of T x `room` x `room` pixels. The cuts are packed at their own
+    size (crops are mostly smaller than S x S, and the resize is per-pixel work better done on the
+    training device); a cut that would leave too little room for the rest at S x S (frames of high
+    resolution) is resized to S x S in the worker.
     """
 
-    def __init__(self, workers: int, depth: int, batch_size: int, clip_shape: tuple[int, int, int, int],
+    def __init__(self, workers: int, depth: int, batch_size: int, frames: int, size: int, room: int,
                  shared: bool = True):
-        frames, channels, height, width = clip_shape
-        # frames stay channels-last ([T, H, W, 3]) as decoded and resized: filling a slot is a plain copy
-        self.slots = torch.empty((workers, depth, batch_size, frames, height, width, channels), dtype=torch.uint8)
+        self.frames, self.size = int(frames), int(size)
+        self.capacity = batch_size * frames * room * room * 3
+        self.slots = torch.empty((workers, depth, self.capacity), dtype=torch.uint8)
         self.busy = torch.zeros((workers, depth), dtype=torch.bool)
         if shared:  # filled by worker processes
             _check_shared_memory(self.slots.numel())
             self.slots.share_memory_()
             self.busy.share_memory_()
-        self.clip_shape = tuple(clip_shape)
         self.filled = 0  # batches collated by this process (each worker counts its own)
         self.epoch = 0  # epochs begun by the main process
 
@@ -333,23 +363,39 @@ class BatchRing:
         depth = self.filled % self.busy.shape[1]
         self.filled += 1
         kept, skipped = _split(batch)
-        fits = 0 < len(kept) <= self.slots.shape[2] and all(tuple(clip.shape) == self.clip_shape for clip, _ in kept)
-        if not fits or self.busy[worker, depth]:
-            return _collate(kept, skipped)
-        self.busy[worker, depth] = True
-        torch.stack([clip.permute(0, 2, 3, 1) for clip, _ in kept], out=self.slots[worker, depth, :len(kept)])
-        # labels as a list: a tensor would cross in a shared-memory segment of its own
-        return Slot(worker, depth, len(kept)), [label for _, label in kept], skipped
+        cuts = self._fitted([cut for cut, _ in kept])
+        shapes = tuple(cut[0].shape[:2] for cut in cuts)
+        labels = [label for _, label in kept]  # a list: a tensor would cross in a shared-memory segment of its own
+        nbytes = sum(_nbytes(cut) for cut in cuts)
+        if not cuts or nbytes > self.capacity or self.busy[worker, depth]:
+            buffer = ref = torch.empty(nbytes, dtype=torch.uint8)
+        else:
+            self.busy[worker, depth] = True
+            buffer, ref = self.slots[worker, depth], Slot(worker, depth)
+        for cut, clip in zip(cuts, Packed(buffer, shapes, self.frames).clips()):
+            np.stack(cut, out=clip.numpy())
+        return ref, shapes, labels, skipped
 
-    def take(self, clips):
-        """The batch's clips [B, T, 3, H, W]: a view of its slot (valid until `release`), or the tensor itself."""
-        if isinstance(clips, Slot):
-            return self.slots[clips.worker, clips.depth, :clips.size].permute(0, 1, 4, 2, 3)
-        return clips
+    def _fitted(self, cuts: list) -> list:
+        """The cuts, with those that would overfill the slot resized to S x S here."""
+        finished = self.frames * self.size * self.size * 3
+        used, fitted = 0, []
+        for k, cut in enumerate(cuts):
+            if used + _nbytes(cut) + (len(cuts) - k - 1) * finished > self.capacity:
+                clip = resize(torch.from_numpy(np.stack(cut)).permute(0, 3, 1, 2), (self.size, self.size))
+                cut = list(clip.permute(0, 2, 3, 1).numpy())
+            used += _nbytes(cut)
+            fitted.append(cut)
+        return fitted
 
-    def release(self, clips) -> None:
-        if isinstance(clips, Slot):
-            self.busy[clips.worker, clips.depth] = False
+    def take(self, ref, shapes) -> Packed:
+        """The batch: in its slot (valid until `release`) or in the tensor it came in."""
+        buffer = self.slots[ref.worker, ref.depth] if isinstance(ref, Slot) else ref
+        return Packed(buffer, tuple(shapes), self.frames)
+
+    def release(self, ref) -> None:
+        if isinstance(ref, Slot):
+            self.busy[ref.worker, ref.depth] = False
 
     def new_epoch(self) -> int:
         """Free every slot (between epochs no batch is being read) and return the new epoch's number."""
@@ -359,19 +405,19 @@ class BatchRing:
 
 
 class ClipLoader:
-    """Iterates a DataLoader of uint8 batches and yields (clips, labels, skipped).
+    """Iterates a DataLoader of packed uint8 batches and yields (clips, labels, skipped).
 
-    By default the clips arrive as float32, normalised once per batch: on `device` when one is given
-    (copied from a pinned buffer without blocking), else on the CPU. With `normalize=False` they are the
-    uint8 batch in the loader's shared memory, valid until the next batch is asked for. `dataset` and
-    `len()` are the DataLoader's, `generator` its sampler's.
+    The clips arrive finished, float32 [B, T, 3, S, S], resized and normalised once per batch: on `device`
+    when one is given (the packed bytes copied from pinned memory without blocking), else on the CPU.
+    `packed()` yields the workers' `Packed` batches instead, valid until the next batch is asked for.
+    `dataset` and `len()` are the DataLoader's, `generator` its sampler's.
     """
 
-    def __init__(self, loader: DataLoader, ring: BatchRing, mean, std, device=None, normalize: bool = True):
+    def __init__(self, loader: DataLoader, ring: BatchRing, mean, std, device=None, finish: bool = True):
         self.loader, self.ring = loader, ring
         self.device = torch.device(device) if device is not None else None
         self.mean, self.std = tuple(mean), tuple(std)
-        self.normalize = normalize
+        self.finish = finish
 
     @property
     def dataset(self) -> ClipDataset:
@@ -385,30 +431,36 @@ class ClipLoader:
     def __len__(self) -> int:
         return len(self.loader)
 
-    def uint8(self) -> "ClipLoader":
-        """The same loader yielding the workers' uint8 batches, before any copy or normalisation."""
-        return ClipLoader(self.loader, self.ring, self.mean, self.std, self.device, normalize=False)
+    def packed(self) -> "ClipLoader":
+        """The same loader yielding the workers' `Packed` batches, before any copy, resize or normalisation."""
+        return ClipLoader(self.loader, self.ring, self.mean, self.std, self.device, finish=False)
 
     def __iter__(self):
         epoch = self.ring.new_epoch()
-        for batch, labels, skipped in self.loader:
-            clips, labels = self.ring.take(batch), torch.as_tensor(labels, dtype=torch.long)
+        for ref, shapes, labels, skipped in self.loader:
+            clips, labels = self.ring.take(ref, shapes), torch.as_tensor(labels, dtype=torch.long)
             try:
-                if self.normalize and clips.numel():
-                    clips = self._normalized(clips)
-                    self.ring.release(batch)
+                if self.finish:
+                    clips = self._finished(clips)
+                    self.ring.release(ref)
                 yield clips, labels, skipped
             finally:
                 if self.ring.epoch == epoch:  # an iterator dropped late must not free a newer epoch's slot
-                    self.ring.release(batch)
+                    self.ring.release(ref)
 
-    def _normalized(self, clips: torch.Tensor) -> torch.Tensor:
+    def _finished(self, batch: Packed) -> torch.Tensor:
+        """float32 [B, T, 3, S, S]: each clip resized (when its cut is not S x S already), then normalised."""
+        buffer = batch.buffer[:batch.nbytes]
         if self.device is not None and self.device.type == "cuda":
             # pinned memory from torch's caching host allocator, reused only once this copy is done
-            clips = clips.pin_memory().to(self.device, non_blocking=True)
+            buffer = buffer.pin_memory().to(self.device, non_blocking=True)
         elif self.device is not None:
-            clips = clips.to(self.device)
-        return normalize(clips, self.mean, self.std)
+            buffer = buffer.to(self.device)
+        size = self.ring.size
+        out = torch.empty((len(batch.shapes), batch.frames, 3, size, size), dtype=torch.float32, device=buffer.device)
+        for k, clip in enumerate(batch.clips(buffer)):
+            out[k].copy_(resize(clip.permute(0, 3, 1, 2), (size, size)))
+        return normalize(out, self.mean, self.std)
 
 
 def build_loader(prepared_dir, split: str, *, train: bool, num_segments: int, input_size: int, scale_size: int,
@@ -418,17 +470,17 @@ def build_loader(prepared_dir, split: str, *, train: bool, num_segments: int, in
     augmentation follow from `seed` (and from reseeding `.generator` before an epoch) alone: the same
     for any number of workers.
 
-    `workers` processes decode and augment (uint8) and leave each batch in a `BatchRing` slot; each
-    keeps up to `prefetch` batches ready. The clips are normalised on `device` (default: the CPU); see
-    `ClipLoader`.
+    `workers` processes decode and cut (uint8) and pack each batch into a `BatchRing` slot with room for
+    clips of max(input_size, scale_size) pixels square; each keeps up to `prefetch` batches ready. The
+    clips are resized and normalised on `device` (default: the CPU); see `ClipLoader`.
     """
     dataset = ClipDataset(prepared_dir, split, num_segments=num_segments, train=train, input_size=input_size,
-                          scale_size=scale_size, flip=flip, mean=mean, std=std, cache=cache, normalize=False)
+                          scale_size=scale_size, flip=flip, mean=mean, std=std, cache=cache, finish=False)
     sampler = SeededSampler(len(dataset), train, torch.Generator().manual_seed(int(seed)))
     # the DataLoader gives worker k every W-th batch and keeps `prefetch` of each worker's in flight (the
     # one it fills included), so with one more slot for the batch being read, no slot is ever found busy
-    ring = BatchRing(max(1, workers), prefetch + 1 if workers else 1, batch_size,
-                     (num_segments, 3, input_size, input_size), shared=workers > 0)
+    ring = BatchRing(max(1, workers), prefetch + 1 if workers else 1, batch_size, num_segments, input_size,
+                     room=max(input_size, scale_size), shared=workers > 0)
     # its own generator for the workers' base seed: drawn when workers start, it must not shift the
     # global stream that dropout and the policies' Gumbel noise use (a resumed run starts them later)
     loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
@@ -439,5 +491,5 @@ def build_loader(prepared_dir, split: str, *, train: bool, num_segments: int, in
     return ClipLoader(loader, ring, mean, std, device)
 
 
-__all__ = ["BatchRing", "ClipDataset", "ClipLoader", "SeededSampler", "Skipped", "Unreadable", "build_loader",
+__all__ = ["BatchRing", "ClipDataset", "ClipLoader", "Packed", "SeededSampler", "Skipped", "Unreadable", "build_loader",
            "class_names", "collate_skip", "num_classes", "read_index", "sample_indices"]

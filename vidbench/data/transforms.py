@@ -53,15 +53,19 @@ def multiscale_crop_box(height: int, width: int, input_size: int, generator=None
 
 
 def resize(clip: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Bilinear antialiased resize of a uint8 [T, 3, H, W] clip (no-op when the size already matches)."""
+    """Bilinear antialiased resize of a [T, 3, H, W] clip (no-op when the size already matches). A uint8 clip
+    on the CPU stays uint8 (the fast kernel); on other devices, which have no uint8 kernel, it is resized in
+    float32."""
     if tuple(clip.shape[-2:]) == tuple(size):
         return clip
+    if clip.device.type != "cpu":
+        clip = clip.float()
     return F.interpolate(clip, size=size, mode="bilinear", antialias=True, align_corners=False)
 
 
 def normalize(clips: torch.Tensor, mean, std) -> torch.Tensor:
-    """uint8 clips [..., 3, H, W] (any strides) -> contiguous float32 (x / 255 - mean) / std, on the clips'
-    device (two passes)."""
+    """Clips [..., 3, H, W] of values 0-255 (uint8 or float, any strides) -> contiguous float32
+    (x / 255 - mean) / std on the clips' device; a contiguous float32 input is normalised in place."""
     mean = torch.as_tensor(mean, dtype=torch.float64).view(3, 1, 1)
     std = torch.as_tensor(std, dtype=torch.float64).view(3, 1, 1)
     scale = (1.0 / (255.0 * std)).to(device=clips.device, dtype=torch.float32)
@@ -71,47 +75,46 @@ def normalize(clips: torch.Tensor, mean, std) -> torch.Tensor:
 
 class ClipTransform:
     """The T uint8 [H, W, 3] frames of a clip (arrays or tensors, or one [T, H, W, 3]) -> normalised
-    float32 [T, 3, S, S] clip (uint8 with normalize=False).
+    float32 [T, 3, S, S] clip, in two parts that may run in different places:
 
-    Training crops each frame before the frames are stacked (only the crop is copied); the stacked
-    frames are never reordered to [T, 3, H, W] in memory: the permuted view is channels-last, which is
-    also what the uint8 antialiased resize is fastest on.
+    * `cut`, in a loader worker: the frames' uint8 crop, flipped when the draw says so, still at its own
+      size (training), or the finished evaluation clip (short side resized, centre crop);
+    * `finish`, wherever the batch goes (the training device): the resize of the cut to S x S.
+
+    Flipping before the resize gives the same pixels as flipping after (the filter is symmetric), and the
+    cut leaves the frames channels-last as decoded, which is what the uint8 resize is fastest on.
     """
 
     def __init__(self, *, train: bool, input_size: int, scale_size: int, flip: bool = False,
-                 mean=IMAGENET_MEAN, std=IMAGENET_STD, normalize: bool = True):
+                 mean=IMAGENET_MEAN, std=IMAGENET_STD):
         if not train and scale_size < input_size:
             raise ValueError(f"scale_size ({scale_size}) must be >= input_size ({input_size})")
         self.train, self.input_size, self.scale_size, self.flip = bool(train), int(input_size), int(scale_size), bool(flip)
-        self.mean = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
-        self.std = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
-        self.normalize = bool(normalize)
+        self.mean, self.std = tuple(mean), tuple(std)
 
-    def geometry(self, frames, generator=None) -> torch.Tensor:
-        """Crop/flip/resize the frames to a uint8 [T, 3, S, S] clip."""
+    def cut(self, frames, generator=None) -> list[np.ndarray]:
+        """The clip's T uint8 [h, w, 3] frames (views where possible) before the final resize."""
         s = self.input_size
         h, w = frames[0].shape[:2]
         if self.train:
             top, left, ch, cw = multiscale_crop_box(h, w, s, generator)
-            clip = _stack([frame[top:top + ch, left:left + cw] for frame in frames])
-            clip = resize(clip, (s, s))
-            if self.flip and _randint(2, generator) == 1:
-                clip = clip.flip(-1)
-            return clip
+            step = -1 if self.flip and _randint(2, generator) == 1 else 1
+            return [np.asarray(frame)[top:top + ch, left:left + cw][:, ::step] for frame in frames]
         if h <= w:
             nh, nw = self.scale_size, int(self.scale_size * w / h)
         else:
             nh, nw = int(self.scale_size * h / w), self.scale_size
-        clip = resize(_stack(frames), (nh, nw))
+        clip = resize(_stack(frames), (nh, nw)).permute(0, 2, 3, 1)  # a contiguous [T, nh, nw, 3]
         top, left = int(round((nh - s) / 2.0)), int(round((nw - s) / 2.0))
-        return clip[:, :, top:top + s, left:left + s]
+        return list(clip[:, top:top + s, left:left + s].numpy())
+
+    def finish(self, clip: torch.Tensor) -> torch.Tensor:
+        """A cut stacked into uint8 [T, h, w, 3] (on any device) -> the [T, 3, S, S] clip (see `resize`)."""
+        return resize(clip.permute(0, 3, 1, 2), (self.input_size, self.input_size))
 
     def __call__(self, frames, generator=None) -> torch.Tensor:
-        clip = self.geometry(frames, generator)
-        if not self.normalize:
-            return clip
-        clip = clip.to(torch.float32).div_(255.0)
-        return clip.sub_(self.mean).div_(self.std).contiguous()
+        clip = self.finish(torch.from_numpy(np.stack(self.cut(frames, generator))))
+        return normalize(clip, self.mean, self.std)
 
 
 def _stack(frames) -> torch.Tensor:
