@@ -82,6 +82,17 @@ def test_same_crop_and_flip_for_every_frame():
     assert all(no_flip(ramp, g)[0, 0, 0, 0] < no_flip(ramp, g)[0, 0, 0, -1] for _ in range(10))
 
 
+def test_the_device_resize_in_float_agrees_with_the_cpu_uint8_kernel():
+    """A GPU run resizes the packed crops in float32 (no uint8 kernel there): within one grey level of the
+    CPU's uint8 result, for the upscaling and downscaling crops of the training transform."""
+    g = torch.Generator().manual_seed(0)
+    for h, w in ((66, 75), (100, 87), (240, 210), (300, 280)):
+        clip = torch.randint(0, 256, (4, h, w, 3), dtype=torch.uint8, generator=g).permute(0, 3, 1, 2)
+        on_cpu, in_float = tf.resize(clip, (224, 224)), tf.resize(clip.float(), (224, 224))
+        assert on_cpu.dtype == torch.uint8 and in_float.dtype == torch.float32
+        assert (in_float - on_cpu.float()).abs().max() < 1.01  # the uint8 kernel rounds (fixed-point weights)
+
+
 def test_eval_transform_is_resize_then_centre_crop():
     frames = torch.zeros(1, 40, 60, 3, dtype=torch.uint8)
     frames[:, 15:25, 25:35] = 255  # a centred white square stays centred
