@@ -141,6 +141,26 @@ def test_resolve_run_precedence(methods, tmp_path):
     assert kin["data"]["flip"] is True and kin["data"]["format"] == "minikinetics"
 
 
+def test_train_overrides_per_method_and_per_point(methods, tmp_path):
+    """The released recipe: TSN-family runs at lr 0.01, those with the temporal shift at 0.02."""
+    data = yaml.safe_load(DEFAULT.read_text())
+    data["datasets"]["synth-sthv1"]["train"] = {"epochs": 2, "lr": 0.5}
+    data["per_method"] = {"tsn": {"train": {"lr": 0.03}},
+                          "adafuse": {"train": {"lr": 0.01}, "points": {"lam0.05": {"train": {"lr": 0.02}}}}}
+    config = cfg.load_config(write_config(tmp_path, data))
+    train = {(method, point): cfg.resolve_run(config, "synth-sthv1", method, point, "resnet_tiny", 0)["train"]
+             for method, point in (("tsn", "default"), ("adafuse", "default"), ("adafuse", "lam0.05"), ("lstm", "default"))}
+    assert {key: (t["lr"], t["epochs"]) for key, t in train.items()} == {
+        ("tsn", "default"): (0.03, 2), ("adafuse", "default"): (0.01, 2), ("adafuse", "lam0.05"): (0.02, 2),
+        ("lstm", "default"): (0.5, 2)}
+    data["per_method"]["adafuse"]["points"] = {"tsm9": {"train": {"lr": 0.02}}}
+    with pytest.raises(InputError, match=r"unknown operating point 'tsm9' in per_method.adafuse.points.*lam0.05"):
+        cfg.load_config(write_config(tmp_path, data))
+    data["per_method"]["adafuse"]["points"] = {"default": {"model": {"lam": 0.2}}}
+    with pytest.raises(InputError, match=r"'model'"):
+        cfg.load_config(write_config(tmp_path, data))
+
+
 def test_requires(methods):
     config = cfg.load_config(DEFAULT)
     spec = cfg.resolve_run(config, "synth-jester", "random", "default", "resnet18", 1)

@@ -435,7 +435,13 @@ def test_paper_config_holds_the_recipe(paper_paths, tmp_path):
     config = cfg.load_config(path)
     spec = lambda *run: cfg.resolve_run(config, *run, 0)  # noqa: E731
     tsn, ada = spec("sthv1", "tsn", "default", "resnet50"), spec("sthv1", "adafuse", "default", "resnet50")
-    assert tsn["train"]["lr"] == 0.01 and ada["train"]["lr"] == 0.02
+    lr = {(method, point): spec("sthv1", method, point, "resnet50")["train"]["lr"]
+          for method, point in (("tsn", "default"), ("lstm", "default"), ("adafuse", "default"), ("tsm", "default"),
+                                ("adafuse", "tsm"), ("adafuse", "tsm-last"))}
+    # the released scripts: AdaTSN50 at 0.01, AdaTSM50 and AdaTSM50Last (with the shift) at 0.02
+    assert lr == {("tsn", "default"): 0.01, ("lstm", "default"): 0.01, ("adafuse", "default"): 0.01,
+                  ("tsm", "default"): 0.02, ("adafuse", "tsm"): 0.02, ("adafuse", "tsm-last"): 0.02}
+    assert spec("sthv1", "adafuse", "skip-only", "resnet18")["train"]["lr"] == 0.01
     for key, value in {"optimizer": "sgd", "momentum": 0.9, "weight_decay": 5e-4, "lr_steps": [20, 40], "epochs": 50,
                        "batch_size": 64, "clip_grad": 20, "bias_lr_mult": 2.0}.items():
         assert ada["train"][key] == value

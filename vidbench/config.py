@@ -220,9 +220,13 @@ def check_names(config: dict, methods: dict[str, Method] | None = None) -> None:
             if not any(point in m.operating_points for m in owners):
                 raise InputError(src, f"unknown operating point {point!r} in exclude_runs[{i}]",
                                  expected=f"a point of {sorted(m.name for m in owners)}")
-    for name in config.get("per_method") or {}:
+    for name, settings in (config.get("per_method") or {}).items():
         if name not in found:
             raise InputError(src, f"unknown method {name!r} in per_method", expected=f"one of {sorted(found)}")
+        for point in (settings or {}).get("points") or {}:
+            if point not in found[name].operating_points:
+                raise InputError(src, f"unknown operating point {point!r} in per_method.{name}.points",
+                                 expected=f"one of {list(found[name].operating_points)}")
     for dataset, entry in config["datasets"].items():
         _dataset_root(config, dataset)
         _check_data_options(config, dataset)
@@ -407,7 +411,8 @@ def resolve_run(config: dict, dataset: str, method: str, point: str, backbone: s
 
     model = method.yaml defaults < operating point < config `model` < dataset `model`
             < dataset `methods.<method>`, values written per backbone picked for this backbone;
-    data/eval = config section < dataset section; train = config < dataset < `per_method.<method>`.
+    data/eval = config section < dataset section;
+    train = config < dataset < `per_method.<method>` < `per_method.<method>.points.<point>`.
     `requires` ({method: its metrics.json}) is given at the top level and, when not empty, in `model` too (where the method's build() reads it).
     """
     found = _methods(methods)
@@ -436,13 +441,21 @@ def resolve_run(config: dict, dataset: str, method: str, point: str, backbone: s
         "title": plugin.title, "paper_label": plugin.paper_label,
         "data": data,
         "model": model,
-        "train": {**copy.deepcopy(config["train"]), **copy.deepcopy(entry.get("train") or {}),
-                  **copy.deepcopy(((config.get("per_method") or {}).get(method) or {}).get("train") or {})},
+        "train": _train_section(config, entry, method, point),
         "eval": {**copy.deepcopy(config["eval"]), **copy.deepcopy(entry.get("eval") or {})},
         "requires": requires,
         "results_dir": config["results"],
         "run_dir": run_dir(config, dataset, method, point, backbone, seed),
     }
+
+
+def _train_section(config: dict, entry: dict, method: str, point: str) -> dict:
+    per_method = (config.get("per_method") or {}).get(method) or {}
+    per_point = (per_method.get("points") or {}).get(point) or {}
+    train = {}
+    for layer in (config["train"], entry.get("train"), per_method.get("train"), per_point.get("train")):
+        train.update(copy.deepcopy(layer or {}))
+    return train
 
 
 def configfile_text(paths) -> str | None:
