@@ -434,7 +434,7 @@ def test_paper_config_holds_the_recipe(paper_paths, tmp_path):
     path.write_text(yaml.safe_dump(data))
     config = cfg.load_config(path)
     spec = lambda *run: cfg.resolve_run(config, *run, 0)  # noqa: E731
-    tsn, ada = spec("sthv1", "tsn", "default", "resnet50"), spec("sthv1", "adafuse", "default", "resnet50")
+    ada = spec("sthv1", "adafuse", "default", "resnet50")
     lr = {(method, point): spec("sthv1", method, point, "resnet50")["train"]["lr"]
           for method, point in (("tsn", "default"), ("lstm", "default"), ("adafuse", "default"), ("tsm", "default"),
                                 ("adafuse", "tsm"), ("adafuse", "tsm-last"))}
