@@ -1,5 +1,4 @@
 """Threshold, Random and CGNet: per-video FLOPs against hand computations with forced decisions."""
-import importlib.util
 import json
 
 import pytest
@@ -41,11 +40,7 @@ def tsn_dense():
 
 
 def load_model_module(method):
-    path = get_method(method).path / "model.py"
-    spec = importlib.util.spec_from_file_location(f"test_{method}_model", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return get_method(method).module()
 
 
 # ------------------------------------------------------------------ Threshold

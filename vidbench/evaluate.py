@@ -15,6 +15,7 @@ from tqdm import tqdm
 from vidbench import io as vio
 from vidbench.data.dataset import Skipped
 from vidbench.engine import build_model, device_of, keep_freed_memory, load_spec, make_loader, seed_everything
+from vidbench.metrics import accuracy
 from vidbench.plugins import get_method
 from vidbench.train import FINAL
 
@@ -38,13 +39,6 @@ def collect(model, loader, device, progress) -> tuple[dict, int]:
             for name, value in batch.items():
                 parts.setdefault(name, []).append(value.detach().float().cpu())
     return {name: torch.cat(values) for name, values in parts.items()}, Skipped(files)
-
-
-def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
-    """Top-1 and Top-5 in percent."""
-    top5 = logits.topk(min(5, logits.shape[1]), 1).indices
-    return (100 * (top5[:, 0] == labels).float().mean().item(),
-            100 * (top5 == labels[:, None]).any(1).float().mean().item())
 
 
 def latency_ms(model, loader, device, videos: int) -> float:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from vidbench.metrics import accuracy
 from vidbench.model import VideoModel, VideoOutput
 
 STRICT = 1.01   # a threshold no softmax confidence reaches: never exit early
@@ -104,8 +105,6 @@ class ExitModel(VideoModel):
 
     def eval_points(self, outputs: dict) -> list[dict]:
         """The accuracy/FLOPs curve of the threshold sweep (permissive to strict) from one trained model."""
-        from vidbench.evaluate import accuracy
-
         z, labels = outputs["stats.exit_logits"], outputs["labels"]
         costs = self.exit_costs()
         points = []

@@ -3,11 +3,16 @@
 A method's id is its directory name. `method.yaml` holds its title, citation, model defaults and
 optional operating points; `model.py` holds `build(cfg, *, backbone, num_classes, num_segments)`.
 Directories whose name starts with "_" or "." (templates) are skipped.
+
+A method directory is imported as the package `vidbench_methods.<id>`, so `model.py` may import
+helper modules beside it, relatively (`from .gate import ChannelGate`) or by that stable name.
 """
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import os
+import sys
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,7 +46,11 @@ class Method:
     def build(self, cfg: dict, *, backbone: str, **kwargs):
         """The method's model; options written per backbone ({resnet50: v, default: v}) are resolved first."""
         cfg = {key: per_backbone(value, backbone) for key, value in cfg.items()}
-        return _load_module(self).build(cfg, backbone=backbone, **kwargs)
+        return self.module().build(cfg, backbone=backbone, **kwargs)
+
+    def module(self):
+        """The method's `model.py`, imported as `vidbench_methods.<name>.model`."""
+        return _load_module(self)
 
     def point_config(self, point: str) -> dict:
         if point not in self.operating_points:
@@ -50,11 +59,28 @@ class Method:
         return {**self.defaults, **(self.operating_points[point] or {})}
 
 
+PACKAGE = "vidbench_methods"
+
+
+def methods_package(root: Path | None = None) -> types.ModuleType:
+    """The namespace package `vidbench_methods` over the methods directory; pointing it at another
+    directory forgets the method modules imported from the old one."""
+    path = str(Path(root) if root else methods_dir())
+    package = sys.modules.get(PACKAGE)
+    if package is None or list(package.__path__) != [path]:
+        for name in [n for n in sys.modules if n == PACKAGE or n.startswith(PACKAGE + ".")]:
+            del sys.modules[name]
+        package = types.ModuleType(PACKAGE, "Method plugins: one subpackage per directory of the methods folder.")
+        package.__path__ = [path]
+        sys.modules[PACKAGE] = package
+        importlib.invalidate_caches()
+    return package
+
+
 def _load_module(method: Method):
     file = method.path / "model.py"
-    spec = importlib.util.spec_from_file_location(f"vidbench_methods.{method.name}", file)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    methods_package(method.path.parent)
+    module = importlib.import_module(f"{PACKAGE}.{method.name}.model")
     if not callable(getattr(module, "build", None)):
         raise InputError(file, "method module has no build() function", expected="def build(cfg, *, backbone, num_classes, num_segments)")
     return module
@@ -72,6 +98,9 @@ def load_manifest(path: Path) -> Method:
     unknown = set(data) - MANIFEST_KEYS
     if unknown:
         raise InputError(file, f"unknown manifest keys {sorted(unknown)}", expected=f"keys among {sorted(MANIFEST_KEYS)}")
+    if not path.name.isidentifier():
+        raise InputError(path, f"method directory name {path.name!r} is not a Python identifier",
+                         expected="letters, digits and underscores (it is imported as vidbench_methods.<name>)")
     for key in ("title", "citation"):
         if not isinstance(data.get(key), str):
             raise InputError(file, f"missing or non-text {key!r}", expected=f"{key}: <text>")

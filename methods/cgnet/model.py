@@ -1,8 +1,9 @@
-"""CGNet: channel gating of conv1 in every residual block of a TSN (see vidbench.gating)."""
+"""CGNet: channel gating of conv1 in every residual block of a TSN (the gate: gate.py beside this file)."""
 import torch
 
-from vidbench.gating import gated_savings, install_gates, theta_loss
 from vidbench.model import FrameClassifier, VideoOutput, make_backbone
+
+from .gate import gated_savings, install_gates, theta_loss
 
 
 class GatedClassifier(FrameClassifier):

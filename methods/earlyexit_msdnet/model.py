@@ -2,7 +2,8 @@
 import torch
 
 from vidbench.exits import ExitModel
-from vidbench.msdnet import MSDNet, msdnet_size
+
+from .msdnet import MSDNet, msdnet_size
 
 
 class MSDNetExits(ExitModel):
