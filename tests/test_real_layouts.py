@@ -276,7 +276,7 @@ def train(world, fmt, out: Path, *extra) -> int:
 def test_one_short_training_per_layout(world, fmt):
     out = world["base"] / "runs" / fmt
     assert train(world, fmt, out) == 0
-    trained = torch.load(out / "model.pt", weights_only=False)
+    trained = torch.load(out / "model.pt", weights_only=True)
     spec = json.loads((out / "spec.json").read_text())
     assert spec["data"]["root"] == str(world["roots"][fmt]) and spec["train"]["epochs"] == 1
     prepared = Path(spec["data"]["prepared"])
@@ -304,7 +304,7 @@ def test_too_many_unreadable_videos_stop_with_their_list_and_keep_the_checkpoint
     message = str(info.value)
     assert "1 of 20 training videos were unreadable" in message
     assert world["bad"]["sthv1"]["truncated_middle"] in message  # the list of files
-    saved = torch.load(out / "checkpoint.pt", weights_only=False)
+    saved = torch.load(out / "checkpoint.pt", weights_only=True)
     assert saved["state"]["epoch"] == 1 and not (out / "model.pt").exists()  # what was trained is kept
 
 

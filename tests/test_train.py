@@ -66,7 +66,7 @@ def test_killed_training_resumes_to_the_same_weights(config, tmp_path, monkeypat
     monkeypatch.setattr(trainer, "train_epoch", crash_in_second_epoch)
     with pytest.raises(KeyboardInterrupt):
         trainer.train(spec, tmp_path / "twice", progress=False)
-    saved = torch.load(tmp_path / "twice" / "checkpoint.pt", weights_only=False)
+    saved = torch.load(tmp_path / "twice" / "checkpoint.pt", weights_only=True)
     assert saved["state"]["epoch"] == 1 and not (tmp_path / "twice" / "model.pt").exists()
     monkeypatch.setattr(trainer, "train_epoch", real_epoch)
     resumed = trainer.train(spec, tmp_path / "twice", progress=False)

@@ -88,7 +88,7 @@ def evaluate(run_dir, progress: bool = True) -> dict:
     keep_freed_memory()
     seed_everything(spec["seed"])
     device = device_of(spec)
-    trained = torch.load(run_dir / FINAL, map_location="cpu", weights_only=False)
+    trained = vio.load_torch(run_dir / FINAL)
     model = build_model(spec, trained["costs"])
     model.load_state_dict(trained["model"])
     model.to(device).eval()

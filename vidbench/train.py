@@ -121,7 +121,7 @@ def train(spec: dict, run_dir, progress: bool = True) -> dict:
     state = {"epoch": 0, "history": [], "seconds": 0.0, "skipped": 0, "unreadable": {}}
     checkpoint = run_dir / CHECKPOINT
     if checkpoint.exists():
-        saved = torch.load(checkpoint, map_location=device, weights_only=False)
+        saved = vio.load_torch(checkpoint, map_location=device)
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])

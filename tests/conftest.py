@@ -1,0 +1,32 @@
+"""Shared fixtures: a tiny prepared dataset and the resolved spec of a short training run on it."""
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from vidbench import config as cfg
+from vidbench.data.prepare import prepare
+from vidbench.data.synth import generate
+
+TEST_CONFIG = cfg.DEFAULT_CONFIG.parent / "test.yaml"
+
+
+@pytest.fixture(scope="session")
+def tiny_config(tmp_path_factory):
+    """The test config on one tiny synthetic Something-V1 dataset (3 train / 2 val videos per class), prepared."""
+    root = tmp_path_factory.mktemp("tiny-run")
+    generate("sthv1", root / "raw" / "synth-sthv1", train_per_class=3, val_per_class=2, seed=0)
+    prepare("sthv1", root / "raw" / "synth-sthv1", root / "prepared" / "synth-sthv1")
+    data = yaml.safe_load(TEST_CONFIG.read_text())
+    data.update(results=str(root / "results"), data_dir=str(root))
+    data["datasets"] = {"synth-sthv1": data["datasets"]["synth-sthv1"]}
+    data["train"].update(epochs=2, lr_steps=[1])
+    path = root / "config.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return cfg.load_config(path)
+
+
+@pytest.fixture
+def train_spec(tiny_config):
+    """A fresh resolved spec of a TSN run (2 epochs) on the tiny dataset; tests may modify it."""
+    return cfg.resolve_run(tiny_config, "synth-sthv1", "tsn", "default", "resnet_tiny", 0)
