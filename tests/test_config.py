@@ -55,7 +55,7 @@ def write_config(tmp_path, data, name="config.yaml") -> Path:
 def test_default_config_validates(methods):
     config = cfg.load_config(DEFAULT)
     assert list(config["datasets"]) == ["synth-sthv1", "synth-sthv2", "synth-jester", "synth-minikinetics"]
-    assert config.source == str(DEFAULT)
+    assert str(config.source) == str(DEFAULT)
     test = cfg.load_config(TEST)
     assert test["train"]["epochs"] == 1 and test["train"]["lr"] == 0.01  # left-out keys take defaults
 
@@ -154,7 +154,7 @@ def test_train_overrides_per_method_and_per_point(methods, tmp_path):
         ("tsn", "default"): (0.03, 2), ("adafuse", "default"): (0.01, 2), ("adafuse", "lam0.05"): (0.02, 2),
         ("lstm", "default"): (0.5, 2)}
     data["per_method"]["adafuse"]["points"] = {"tsm9": {"train": {"lr": 0.02}}}
-    with pytest.raises(InputError, match=r"unknown operating point 'tsm9' in per_method.adafuse.points.*lam0.05"):
+    with pytest.raises(InputError, match=r"unknown operating point 'tsm9' of method 'adafuse' in per_method.adafuse.points.*lam0.05"):
         cfg.load_config(write_config(tmp_path, data))
     data["per_method"]["adafuse"]["points"] = {"default": {"model": {"lam": 0.2}}}
     with pytest.raises(InputError, match=r"'model'"):

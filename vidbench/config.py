@@ -18,9 +18,10 @@ from pathlib import Path
 
 import yaml
 
-from vidbench.errors import InputError
 from vidbench.backbones import per_backbone
-from vidbench.plugins import Method, discover, methods_dir
+from vidbench.errors import InputError, close_match
+from vidbench.plugins import Method, broken_methods, discover, methods_dir
+from vidbench.sources import ConfigSources, type_overrides
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA_PATH = ROOT / "workflow" / "schema" / "config.schema.yaml"
@@ -30,9 +31,9 @@ SECTIONS = ("data", "model", "train", "eval", "resources")
 
 
 class Config(dict):
-    """A validated config (a plain dict for everything else) that remembers the file it came from."""
+    """A validated config (a plain dict for everything else) that remembers where its values came from."""
 
-    source: str = "config"
+    source: ConfigSources = ConfigSources()
 
 
 @lru_cache(maxsize=1)
@@ -66,25 +67,37 @@ def load_config(path) -> Config:
                          line=mark.line + 1 if mark else None) from err
     if not isinstance(data, dict):
         raise InputError(path, "config is not a mapping", expected="keys such as datasets, methods, backbones")
-    return validate_config(data, source=str(path), text=text)
+    return validate_config(data, ConfigSources([(str(path), text)]))
 
 
-def validate_config(config: dict, source: str = "config", text: str | None = None,
+def _validator():
+    import jsonschema
+
+    return jsonschema.Draft202012Validator(schema())
+
+
+def _errors_at(config: dict, key: str) -> int:
+    return sum(1 for err in _validator().iter_errors(config) if list(err.absolute_path)[:1] == [key])
+
+
+def validate_config(config: dict, sources: ConfigSources | None = None,
                     methods: dict[str, Method] | None = None) -> Config:
     """Validate `config` in place (schema, then names), fill defaults, and return it as a Config.
 
-    `text` (the YAML source) only serves to report line numbers. The Snakefile calls this on its
-    `config` dict; `load_config` calls it for the command line.
+    `sources` (the config files' texts and the --config overrides) give the --config values their
+    schema types and let errors name the file and line that set a value. The Snakefile calls this on
+    its merged `config` dict; `load_config` calls it for the command line.
     """
-    import jsonschema
-
-    validator = jsonschema.Draft202012Validator(schema())
-    errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
+    sources = sources or ConfigSources()
+    type_overrides(config, sources.overrides, _errors_at)
+    # unknown keys and bad values first: a misspelt key often explains a missing one
+    errors = sorted(_validator().iter_errors(config),
+                    key=lambda e: (e.validator == "required", len(e.absolute_path), list(map(str, e.absolute_path))))
     if errors:
-        raise _schema_error(errors[0], source, text)
+        raise _schema_error(errors[0], sources)
     fill_defaults(config)
     result = config if isinstance(config, Config) else Config(config)
-    result.source = source
+    result.source = sources
     check_names(result, methods)
     return result
 
@@ -126,56 +139,36 @@ def _where(path) -> str:
     return text or "the top level"
 
 
-def _line(text: str | None, path, key: str | None = None) -> int | None:
-    """Line (1-based) of the node at `path` (or of mapping key `key` under it) in the YAML text."""
-    if not text:
-        return None
-    try:
-        node = yaml.compose(text)
-    except yaml.YAMLError:
-        return None
-    for part in list(path) + ([key] if key is not None else []):
-        if isinstance(node, yaml.MappingNode):
-            match = next(((k, v) for k, v in node.value if k.value == str(part)), None)
-            if match is None:
-                break
-            if part == key:
-                return match[0].start_mark.line + 1
-            node = match[1]
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
-            node = node.value[part]
-        else:
-            break
-    return node.start_mark.line + 1 if node is not None else None
-
-
-def _schema_error(err, source: str, text: str | None) -> InputError:
+def _schema_error(err, sources: ConfigSources) -> InputError:
     path = list(err.absolute_path)
     where = _where(path)
     sub = err.schema if isinstance(err.schema, dict) else {}
+
+    def error(message, key=None, **kwargs):
+        source, line = sources.locate(path, key)
+        return InputError(source, message, line=line, **kwargs)
+
     if err.validator == "additionalProperties":
         allowed = sorted(sub.get("properties", {}))
         unknown = sorted(set(err.instance) - set(allowed))
         key = unknown[0] if unknown else None
-        return InputError(source, f"unknown key {key!r} in {where}", line=_line(text, path, key),
-                          expected=f"one of {allowed}" if allowed else "no other keys")
+        return error(f"unknown key {key!r} in {where}", key, suggestion=close_match(key, allowed),
+                     expected=f"one of {allowed}" if allowed else "no other keys")
     if err.validator == "enum":
-        return InputError(source, f"{err.instance!r} is not allowed at {where}", line=_line(text, path),
-                          expected=f"one of {err.validator_value}")
+        return error(f"{err.instance!r} is not allowed at {where}", suggestion=close_match(err.instance, err.validator_value),
+                     expected=f"one of {err.validator_value}")
     if err.validator == "required":
-        return InputError(source, f"{where}: {err.message}", line=_line(text, path))
+        return error(f"{where}: {err.message}")
     if err.validator in ("oneOf", "anyOf"):
         expected = sub.get("description")
         # a closed sub-schema (e.g. backbone enum inside a mapping) gives the clearer message
         inner = [e for e in (err.context or []) if e.validator in ("enum", "additionalProperties", "propertyNames")]
         if inner:
-            return _schema_error(inner[0], source, text)
-        return InputError(source, f"invalid value {err.instance!r} at {where}", line=_line(text, path),
-                          expected=expected or err.message)
+            return _schema_error(inner[0], sources)
+        return error(f"invalid value {err.instance!r} at {where}", expected=expected or err.message)
     if err.validator == "propertyNames":
-        return InputError(source, f"invalid name {err.instance!r} in {where}: {err.message}", line=_line(text, path))
-    return InputError(source, f"invalid value at {where}: {err.message}", line=_line(text, path),
-                      expected=sub.get("description"))
+        return error(f"invalid name {err.instance!r} in {where}: {err.message}")
+    return error(f"invalid value at {where}: {err.message}", expected=sub.get("description"))
 
 
 # --------------------------------------------------------------------------- names and run lists
@@ -184,65 +177,119 @@ def _methods(methods: dict[str, Method] | None) -> dict[str, Method]:
     return discover() if methods is None else methods
 
 
-def _source(config) -> str:
-    return getattr(config, "source", "config")
+def _sources(config) -> ConfigSources:
+    return getattr(config, "source", None) or ConfigSources()
+
+
+def _error(config, path, message, key=None, name=None, choices=None, expected=None) -> InputError:
+    """An InputError at the file and line (or --config option) that set the value at `path` of `config`,
+    suggesting the close match of a misspelt `name` among `choices`."""
+    source, line = _sources(config).locate(path, key)
+    return InputError(source, message, line=line, expected=expected, suggestion=close_match(name, choices))
 
 
 def check_names(config: dict, methods: dict[str, Method] | None = None) -> None:
-    """Check what the schema cannot: method and point names, dataset roots, `requires` of methods."""
+    """Check what the schema cannot: method and point names, dataset roots, `requires` of methods, that
+    every selected method imports and that its runs' options are allowed values."""
     found = _methods(methods)
-    src = _source(config)
+    _check_broken(config, found)
     listed = [] if config["methods"] == "all" else list(config["methods"])
     for key, names in (("methods", listed), ("exclude_methods", config["exclude_methods"]),
                        ("points", list(config["points"]))):
-        for name in names:
+        for i, name in enumerate(names):
             if name not in found:
-                raise InputError(src, f"unknown method {name!r} in {key}",
-                                 expected=f"one of {sorted(found)} (directories of {methods_dir()})")
+                path = [key] if key == "points" else [key, i]
+                raise _error(config, path, f"unknown method {name!r} in {key}", key=name if key == "points" else None,
+                             name=name, choices=found, expected=f"one of {sorted(found)} (directories of {methods_dir()})")
     for name, points in config["points"].items():
-        for point in points:
-            if point not in found[name].operating_points:
-                raise InputError(src, f"unknown operating point {point!r} of method {name!r} in points",
-                                 expected=f"one of {list(found[name].operating_points)}")
+        for i, point in enumerate(points):
+            _check_point(config, found[name], point, ["points", name, i], "points")
     if not selected_methods(config, found):
-        raise InputError(src, "no method selected", expected=f"methods among {sorted(found)} "
-                         f"(found in {methods_dir()}), not all excluded")
+        raise _error(config, ["methods"], "no method selected", expected=f"methods among {sorted(found)} "
+                     f"(found in {methods_dir()}), not all excluded")
     for i, rule in enumerate(config.get("exclude_runs") or []):
-        for name in rule.get("methods", []):
+        where = f"exclude_runs[{i}]"
+        for j, name in enumerate(rule.get("methods", [])):
             if name not in found:
-                raise InputError(src, f"unknown method {name!r} in exclude_runs[{i}]", expected=f"one of {sorted(found)}")
-        for name in rule.get("datasets", []):
+                raise _error(config, ["exclude_runs", i, "methods", j], f"unknown method {name!r} in {where}",
+                             name=name, choices=found, expected=f"one of {sorted(found)}")
+        for j, name in enumerate(rule.get("datasets", [])):
             if name not in config["datasets"]:
-                raise InputError(src, f"unknown dataset {name!r} in exclude_runs[{i}]",
-                                 expected=f"one of {list(config['datasets'])}")
+                raise _error(config, ["exclude_runs", i, "datasets", j], f"unknown dataset {name!r} in {where}",
+                             name=name, choices=config["datasets"], expected=f"one of {list(config['datasets'])}")
         owners = [found[m] for m in rule.get("methods", found)]
-        for point in rule.get("points", []):
+        for j, point in enumerate(rule.get("points", [])):
             if not any(point in m.operating_points for m in owners):
-                raise InputError(src, f"unknown operating point {point!r} in exclude_runs[{i}]",
-                                 expected=f"a point of {sorted(m.name for m in owners)}")
+                raise _error(config, ["exclude_runs", i, "points", j], f"unknown operating point {point!r} in {where}",
+                             name=point, choices={p for m in owners for p in m.operating_points},
+                             expected=f"a point of {sorted(m.name for m in owners)}")
     for name, settings in (config.get("per_method") or {}).items():
         if name not in found:
-            raise InputError(src, f"unknown method {name!r} in per_method", expected=f"one of {sorted(found)}")
+            raise _error(config, ["per_method"], f"unknown method {name!r} in per_method", key=name, name=name,
+                         choices=found, expected=f"one of {sorted(found)}")
         for point in (settings or {}).get("points") or {}:
-            if point not in found[name].operating_points:
-                raise InputError(src, f"unknown operating point {point!r} in per_method.{name}.points",
-                                 expected=f"one of {list(found[name].operating_points)}")
+            _check_point(config, found[name], point, ["per_method", name, "points"], f"per_method.{name}.points",
+                         key=point)
     for dataset, entry in config["datasets"].items():
         _dataset_root(config, dataset)
         _check_data_options(config, dataset)
         for name, overrides in (entry.get("methods") or {}).items():
+            path = ["datasets", dataset, "methods"]
             if name not in found:
-                raise InputError(src, f"unknown method {name!r} in datasets.{dataset}.methods",
-                                 expected=f"one of {sorted(found)}")
+                raise _error(config, path, f"unknown method {name!r} in datasets.{dataset}.methods", key=name,
+                             name=name, choices=found, expected=f"one of {sorted(found)}")
             allowed = _model_keys(found[name])
             for key in overrides:
                 if key not in allowed:
-                    raise InputError(src, f"unknown key {key!r} in datasets.{dataset}.methods.{name}",
-                                     expected=f"one of {sorted(allowed)} (keys of {found[name].path / 'method.yaml'} "
-                                     "defaults or operating points, or of the model section)")
+                    raise _error(config, path + [name], f"unknown key {key!r} in datasets.{dataset}.methods.{name}",
+                                 key=key, name=key, choices=allowed,
+                                 expected=f"one of {sorted(allowed)} (keys of {found[name].path / 'method.yaml'} "
+                                 "defaults or operating points, or of the model section)")
     for method in found.values():
         _requirement_order(method.name, found)
+    _check_plugins(config, found)
     check_pretrained_files(config, found)
+
+
+def _check_point(config, method: Method, point: str, path: list, where: str, key: str | None = None) -> None:
+    if point not in method.operating_points:
+        raise _error(config, path, f"unknown operating point {point!r} of method {method.name!r} in {where}", key=key,
+                     name=point, choices=method.operating_points, expected=f"one of {list(method.operating_points)}")
+
+
+def _check_broken(config: dict, found: dict[str, Method]) -> None:
+    """A method whose manifest is broken stops the config only when the config selects it."""
+    broken = broken_methods(next(iter(found.values())).path.parent if found else None)
+    wanted = set(broken) if config["methods"] == "all" else set(config["methods"]) & set(broken)
+    for name in sorted(wanted - set(config.get("exclude_methods") or ())):
+        raise broken[name]
+
+
+def _check_plugins(config: dict, found: dict[str, Method]) -> None:
+    """Import every method a run uses (a syntax error stops here, with its file and line, not in a job)
+    and check each run's model options against the method's `options` schemas."""
+    runs = all_runs(config, found)
+    for name in sorted({run[1] for run in runs}):
+        found[name].module()
+    for dataset, name, point, backbone, seed in runs:
+        if found[name].options:
+            model = resolve_run(config, dataset, name, point, backbone, seed, found)["model"]
+            found[name].check_options(model, backbone, lambda key: _option_source(config, found[name], dataset, point, key))
+
+
+def _option_source(config: dict, method: Method, dataset: str, point: str, key: str) -> tuple[str, int | None]:
+    """(file, line) that set a run's model option `key`: the config's layers first (latest wins), else method.yaml."""
+    from vidbench.sources import yaml_line
+
+    entry = config["datasets"][dataset]
+    for path, layer in ((["datasets", dataset, "methods", method.name], (entry.get("methods") or {}).get(method.name)),
+                        (["datasets", dataset, "model"], entry.get("model")), (["model"], config["model"])):
+        if key in (layer or {}):
+            return _sources(config).locate(path, key)
+    manifest = method.path / "method.yaml"
+    in_point = key in (method.operating_points.get(point) or {})
+    path = ["operating_points", point] if in_point else ["defaults"]
+    return str(manifest), yaml_line(manifest.read_text(), path, key)
 
 
 VIDEO_FORMATS = ("sthv2", "kinetics", "minikinetics")  # formats that ship videos, not frame folders
@@ -250,18 +297,18 @@ VIDEO_FORMATS = ("sthv2", "kinetics", "minikinetics")  # formats that ship video
 
 def _check_data_options(config: dict, dataset: str) -> None:
     """`subset` only for minikinetics (its files must exist), `extract` only for formats that ship videos."""
-    entry, src = config["datasets"][dataset], _source(config)
+    entry, path = config["datasets"][dataset], ["datasets", dataset]
     if "subset" in entry:
         if entry["format"] != "minikinetics" or "synthetic" in entry:
-            raise InputError(src, f"datasets.{dataset}.subset is only for real minikinetics datasets",
-                             expected="format: minikinetics with a root")
-        for key, path in entry["subset"].items():
-            if not Path(path).is_file():
-                raise InputError(src, f"datasets.{dataset}.subset.{key}: file {path!r} does not exist",
-                                 expected="the Mini-Kinetics " + ("class list" if key == "classes" else f"{key} id list"))
+            raise _error(config, path + ["subset"], f"datasets.{dataset}.subset is only for real minikinetics datasets",
+                         expected="format: minikinetics with a root")
+        for key, file in entry["subset"].items():
+            if not Path(file).is_file():
+                raise _error(config, path + ["subset", key], f"datasets.{dataset}.subset.{key}: file {file!r} does not "
+                             "exist", expected="the Mini-Kinetics " + ("class list" if key == "classes" else f"{key} id list"))
     if "extract" in entry and entry["format"] not in VIDEO_FORMATS:
-        raise InputError(src, f"datasets.{dataset}.extract: format {entry['format']} already ships frame folders",
-                         expected=f"extract only for the video formats {list(VIDEO_FORMATS)}")
+        raise _error(config, path + ["extract"], f"datasets.{dataset}.extract: format {entry['format']} already ships "
+                     "frame folders", expected=f"extract only for the video formats {list(VIDEO_FORMATS)}")
 
 
 def pretrained_paths(config: dict, methods: dict[str, Method] | None = None) -> dict[tuple[str, str], list[str]]:
@@ -291,7 +338,7 @@ def check_pretrained_files(config: dict, methods: dict[str, Method] | None = Non
         try:
             check_pretrained(backbone, path)
         except InputError as err:
-            raise InputError(_source(config), f"pretrained weights for {backbone} ({', '.join(where)}): {err}") from None
+            raise InputError(_sources(config), f"pretrained weights for {backbone} ({', '.join(where)}): {err}") from None
 
 
 def _model_keys(method: Method) -> set[str]:
@@ -317,19 +364,18 @@ def _requirement_order(name: str, found: dict[str, Method], chain: tuple = ()) -
 
 
 def _dataset_root(config: dict, dataset: str) -> str:
-    entry = config["datasets"][dataset]
-    src = _source(config)
+    entry, path = config["datasets"][dataset], ["datasets", dataset]
     if "synthetic" in entry:
         if "root" in entry:
-            raise InputError(src, f"datasets.{dataset} has both `root` and `synthetic`",
-                             expected="`synthetic` (generated under data_dir/raw) or `root` (real data), not both")
+            raise _error(config, path, f"datasets.{dataset} has both `root` and `synthetic`",
+                         expected="`synthetic` (generated under data_dir/raw) or `root` (real data), not both")
         return f"{config['data_dir']}/raw/{dataset}"
     if "root" not in entry:
-        raise InputError(src, f"datasets.{dataset} has neither `root` nor `synthetic`",
-                         expected="root: <directory of the official dataset layout>, or synthetic: {}")
+        raise _error(config, path, f"datasets.{dataset} has neither `root` nor `synthetic`",
+                     expected="root: <directory of the official dataset layout>, or synthetic: {}")
     if not Path(entry["root"]).is_dir():
-        raise InputError(src, f"dataset root {entry['root']!r} of datasets.{dataset} does not exist",
-                         expected="a directory holding the official layout of format " + repr(entry["format"]))
+        raise _error(config, path + ["root"], f"dataset root {entry['root']!r} of datasets.{dataset} does not exist",
+                     expected="a directory holding the official layout of format " + repr(entry["format"]))
     return entry["root"]
 
 
@@ -416,13 +462,15 @@ def resolve_run(config: dict, dataset: str, method: str, point: str, backbone: s
     `requires` ({method: its metrics.json}) is given at the top level and, when not empty, in `model` too (where the method's build() reads it).
     """
     found = _methods(methods)
-    src = _source(config)
     if dataset not in config["datasets"]:
-        raise InputError(src, f"unknown dataset {dataset!r}", expected=f"one of {list(config['datasets'])}")
+        raise InputError(_sources(config), f"unknown dataset {dataset!r}", suggestion=close_match(dataset, config["datasets"]),
+                         expected=f"one of {list(config['datasets'])}")
     if method not in found:
-        raise InputError(methods_dir(), f"unknown method {method!r}", expected=f"one of {sorted(found)}")
+        raise InputError(methods_dir(), f"unknown method {method!r}", suggestion=close_match(method, found),
+                         expected=f"one of {sorted(found)}")
     if backbone not in backbones():
-        raise InputError(src, f"unknown backbone {backbone!r}", expected=f"one of {backbones()}")
+        raise InputError(_sources(config), f"unknown backbone {backbone!r}", suggestion=close_match(backbone, backbones()),
+                         expected=f"one of {backbones()}")
     entry = config["datasets"][dataset]
     plugin = found[method]
     model = dict(plugin.point_config(point))
@@ -456,11 +504,3 @@ def _train_section(config: dict, entry: dict, method: str, point: str) -> dict:
     for layer in (config["train"], entry.get("train"), per_method.get("train"), per_point.get("train")):
         train.update(copy.deepcopy(layer or {}))
     return train
-
-
-def configfile_text(paths) -> str | None:
-    """The YAML text of a single config file (for line numbers), else None."""
-    paths = [p for p in paths if p]
-    if len(paths) == 1 and os.path.isfile(paths[0]):
-        return Path(paths[0]).read_text()
-    return None

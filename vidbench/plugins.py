@@ -10,8 +10,10 @@ helper modules beside it, relatively (`from .gate import ChannelGate`) or by tha
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import sys
+import traceback
 import types
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,10 +21,11 @@ from pathlib import Path
 import yaml
 
 from vidbench.backbones import per_backbone
-from vidbench.errors import InputError
+from vidbench.errors import InputError, close_match
 
 MANIFEST_KEYS = {"title", "citation", "paper_label", "defaults", "operating_points", "default_points", "sweep",
-                 "requires", "description"}
+                 "requires", "description", "options"}
+log = logging.getLogger(__name__)
 
 
 def methods_dir() -> Path:
@@ -42,6 +45,7 @@ class Method:
     requires: tuple = ()
     default_points: tuple = ("default",)  # the points a run takes unless its config lists others
     sweep: tuple = ()                      # points that form one accuracy-vs-FLOPs curve in the plots
+    options: dict = field(default_factory=dict)  # option -> JSON schema of its allowed values
 
     def build(self, cfg: dict, *, backbone: str, **kwargs):
         """The method's model; options written per backbone ({resnet50: v, default: v}) are resolved first."""
@@ -51,6 +55,22 @@ class Method:
     def module(self):
         """The method's `model.py`, imported as `vidbench_methods.<name>.model`."""
         return _load_module(self)
+
+    def check_options(self, cfg: dict, backbone: str, locate) -> None:
+        """Check a run's model options against the manifest's `options` schemas, before any job.
+        `locate(key)` -> (file, line) of where the run's value of `key` was set."""
+        import jsonschema
+
+        for key, rule in self.options.items():
+            if key not in cfg:
+                continue
+            value = per_backbone(cfg[key], backbone)
+            error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(rule).iter_errors(value))
+            if error is not None:
+                source, line = locate(key)
+                raise InputError(source, f"option {key!r} of method {self.name!r} is {value!r} for {backbone}: "
+                                 f"{error.message}", line=line, suggestion=close_match(value, rule.get("enum")),
+                                 expected=rule.get("description") or _describe(rule))
 
     def point_config(self, point: str) -> dict:
         if point not in self.operating_points:
@@ -77,10 +97,25 @@ def methods_package(root: Path | None = None) -> types.ModuleType:
     return package
 
 
+def _describe(rule: dict) -> str:
+    if "enum" in rule:
+        return f"one of {rule['enum']}"
+    return ", ".join(f"{key} {value}" for key, value in rule.items() if key != "description")
+
+
 def _load_module(method: Method):
     file = method.path / "model.py"
     methods_package(method.path.parent)
-    module = importlib.import_module(f"{PACKAGE}.{method.name}.model")
+    try:
+        module = importlib.import_module(f"{PACKAGE}.{method.name}.model")
+    except SyntaxError as err:
+        raise InputError(err.filename or file, f"syntax error in method {method.name!r}: {err.msg}",
+                         line=err.lineno) from None
+    except Exception as err:  # noqa: BLE001 - any failure to import a plugin is the plugin's, named by file and line
+        frame = next((f for f in reversed(traceback.extract_tb(err.__traceback__))
+                      if Path(f.filename).is_relative_to(method.path)), None)
+        raise InputError(frame.filename if frame else file, f"method {method.name!r} fails to import: "
+                         f"{type(err).__name__}: {err}", line=frame.lineno if frame else None) from None
     if not callable(getattr(module, "build", None)):
         raise InputError(file, "method module has no build() function", expected="def build(cfg, *, backbone, num_classes, num_segments)")
     return module
@@ -95,15 +130,16 @@ def load_manifest(path: Path) -> Method:
         raise InputError(file, f"invalid YAML: {err}", line=line) from err
     if not isinstance(data, dict):
         raise InputError(file, "manifest is not a mapping", expected="keys " + ", ".join(sorted(MANIFEST_KEYS)))
-    unknown = set(data) - MANIFEST_KEYS
+    unknown = sorted(set(data) - MANIFEST_KEYS)
     if unknown:
-        raise InputError(file, f"unknown manifest keys {sorted(unknown)}", expected=f"keys among {sorted(MANIFEST_KEYS)}")
+        raise InputError(file, f"unknown manifest key {unknown[0]!r}", line=_key_line(file, unknown[0]),
+                         suggestion=close_match(unknown[0], MANIFEST_KEYS), expected=f"keys among {sorted(MANIFEST_KEYS)}")
     if not path.name.isidentifier():
         raise InputError(path, f"method directory name {path.name!r} is not a Python identifier",
                          expected="letters, digits and underscores (it is imported as vidbench_methods.<name>)")
     for key in ("title", "citation"):
         if not isinstance(data.get(key), str):
-            raise InputError(file, f"missing or non-text {key!r}", expected=f"{key}: <text>")
+            raise InputError(file, f"missing or non-text {key!r}", line=_key_line(file, key), expected=f"{key}: <text>")
     if not (path / "model.py").is_file():
         raise InputError(path / "model.py", "method directory has no model.py", expected="a module with build(...)")
     points = data.get("operating_points") or {"default": {}}
@@ -112,24 +148,65 @@ def load_manifest(path: Path) -> Method:
     for key, names in (("default_points", default_points), ("sweep", sweep)):
         if set(names) - set(points):
             raise InputError(file, f"{key} names unknown operating points {sorted(set(names) - set(points))}",
-                             expected=f"names among {sorted(points)}")
+                             line=_key_line(file, key), expected=f"names among {sorted(points)}")
+    options = data.get("options") or {}
+    if not isinstance(options, dict) or not all(isinstance(rule, dict) for rule in options.values()):
+        raise InputError(file, "options must map option names to JSON schemas", line=_key_line(file, "options"),
+                         expected="options: {<option>: {enum: [...]} or {type: number, minimum: 0}, ...}")
     return Method(name=path.name, path=path, title=data["title"], citation=data["citation"],
                   paper_label=data.get("paper_label", data["title"]), defaults=data.get("defaults") or {},
                   operating_points=points, default_points=default_points, sweep=sweep,
-                  requires=tuple(data.get("requires") or ()))
+                  requires=tuple(data.get("requires") or ()), options=options)
+
+
+def _key_line(file: Path, key: str) -> int | None:
+    from vidbench.sources import yaml_line
+
+    return yaml_line(file.read_text(), [], key, exact=True)
+
+
+def _manifests(root: Path):
+    for path in sorted(root.iterdir()):
+        if path.is_dir() and not path.name.startswith(("_", ".")) and (path / "method.yaml").is_file():
+            yield path
+
+
+_warned: set[str] = set()
 
 
 def discover(root: Path | None = None) -> dict[str, Method]:
+    """The methods whose manifest is valid; a broken one is left out with a warning (once per process):
+    only a run that selects it stops (`broken_methods`)."""
     root = Path(root) if root else methods_dir()
     found = {}
-    for path in sorted(root.iterdir()):
-        if path.is_dir() and not path.name.startswith(("_", ".")) and (path / "method.yaml").is_file():
+    for path in _manifests(root):
+        try:
             found[path.name] = load_manifest(path)
+        except InputError as err:
+            if str(err) not in _warned:
+                _warned.add(str(err))
+                log.warning("vidbench: method %r left out: %s", path.name, err)
     return found
+
+
+def broken_methods(root: Path | None = None) -> dict[str, InputError]:
+    """{method directory name: the error of its manifest} for every method that `discover` leaves out."""
+    root = Path(root) if root else methods_dir()
+    broken = {}
+    for path in _manifests(root):
+        try:
+            load_manifest(path)
+        except InputError as err:
+            broken[path.name] = err
+    return broken
 
 
 def get_method(name: str, root: Path | None = None) -> Method:
     methods = discover(root)
     if name not in methods:
-        raise InputError(root or methods_dir(), f"unknown method {name!r}", expected=f"one of {sorted(methods)}")
+        broken = broken_methods(root)
+        if name in broken:
+            raise broken[name]
+        raise InputError(root or methods_dir(), f"unknown method {name!r}", suggestion=close_match(name, methods),
+                         expected=f"one of {sorted(methods)}")
     return methods[name]

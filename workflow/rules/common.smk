@@ -1,17 +1,22 @@
-# Shared set-up: validate the config (before any job), discover the methods, list the runs.
+# Shared set-up: validate the config (before any job), discover the methods, list the runs; every
+# function the rules use.
 import copy
 import json
+import os
 import re
 import shlex
 import sys
+from pathlib import Path
 
 from snakemake.utils import validate
 
-sys.path.insert(0, workflow.basedir)  # the checkout's vidbench/ and analysis/ even without `pip install -e`
+ROOT = os.path.dirname(workflow.basedir)  # the checkout: its vidbench/ and analysis/ even without `pip install -e`
+sys.path.insert(0, ROOT)
 
-from vidbench.config import (all_runs, backbones, configfile_text, frames_dir, prepared_dir, requirements, resolve_run,
-                             run_dir, validate_config)
+from vidbench.config import all_runs, backbones, frames_dir, prepared_dir, requirements, resolve_run, run_dir, validate_config
+from vidbench.errors import InputError
 from vidbench.plugins import discover
+from vidbench.sources import ConfigSources
 from analysis.tables import table_names
 
 # A --configfile replaces workflow/config/default.yaml instead of being merged into it (Snakemake's
@@ -22,10 +27,14 @@ if workflow.overwrite_configfiles:
     config.clear()
     config.update(copy.deepcopy(workflow.config_settings.overwrite_config))
 
-# Our own check first: it names the config file, line and key; then Snakemake's own validation.
-METHODS = discover()  # every directory under methods/ (or $VIDBENCH_METHODS) with a method.yaml
-validate_config(config, source=", ".join(CONFIG_FILES) or "config", text=configfile_text(CONFIG_FILES),
-                methods=METHODS)
+# Our own check first: one message naming the file and line (or the --config option) that set a bad
+# value, with a close match for a misspelt name, and no traceback; then Snakemake's own validation.
+try:
+    METHODS = discover()  # every directory under methods/ (or $VIDBENCH_METHODS) with a valid method.yaml
+    validate_config(config, ConfigSources.from_files(CONFIG_FILES, workflow.config_settings.config), methods=METHODS)
+except InputError as err:
+    print(f"vidbench: config error: {err}", file=sys.stderr)
+    sys.exit(1)
 validate(config, "../schema/config.schema.yaml", set_default=False)
 
 RESULTS = config["results"]
@@ -39,8 +48,14 @@ TABLE_FILES = [f"{RESULTS}/tables/{name}.{ext}" for name in table_names() for ex
 PLOT_FILES = [f"{RESULTS}/plots/pareto_{d}.{ext}" for d in DATASETS for ext in ("png", "pdf", "csv")]
 # AdaFuse's policy figures (paper Figures 3 and 4), when AdaFuse's default point runs.
 POLICY_RUNS = [run for run in RUNS if run[1] == "adafuse" and run[2] == "default"]
+POLICY_DATASETS = [d for d in DATASETS if any(r[0] == d for r in POLICY_RUNS)]
 POLICY_PLOT_FILES = [f"{RESULTS}/plots/{name}.{ext}" for ext in ("png", "pdf") for name in
-                     ["policy_distribution"] + [f"policy_blocks_{d}" for d in DATASETS if any(r[0] == d for r in POLICY_RUNS)]]
+                     ["policy_distribution"] + [f"policy_blocks_{d}" for d in POLICY_DATASETS]]
+
+# Every rule runs in this environment under `--sdm conda`; the jobs run the checkout's own vidbench
+# (`python -m vidbench`: the command line a person uses as `vidbench`), with or without conda.
+ENV = "../envs/vidbench.yaml"
+shell.prefix(f"set -euo pipefail; export PYTHONPATH={shlex.quote(ROOT)}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ")
 
 # Per train/evaluate job (cluster profiles read these); light rules get small fixed amounts.
 JOB_RESOURCES = dict(config["resources"])
@@ -73,4 +88,75 @@ def spec_json(wc):
 
 
 def metrics_path(run):
-    return run_dir(config, *run) + "/metrics.json"
+    return os.path.join(run_dir(config, *run), "metrics.json")
+
+
+def output_dir(wc, output):
+    """The directory of a rule's first output: where its command writes."""
+    return os.path.dirname(output[0])
+
+
+# ---------------------------------------------------------------- data rules
+
+
+def synth_params(wc):
+    return config["datasets"][wc.dataset]["synthetic"]
+
+
+def dataset_format(wc):
+    return config["datasets"][wc.dataset]["format"]
+
+
+def raw_root(wc):
+    entry = config["datasets"][wc.dataset]
+    return entry["root"] if "root" in entry else f"{DATA}/raw/{wc.dataset}"
+
+
+def prepare_input(wc):
+    # real datasets have no input (their root is checked when the config is validated)
+    return [f"{DATA}/raw/{wc.dataset}/.complete"] if "synthetic" in config["datasets"][wc.dataset] else []
+
+
+def subset_args(wc):
+    """minikinetics: the subset lists named in the config (else prepare looks for them in the root)."""
+    subset = config["datasets"][wc.dataset].get("subset") or {}
+    flags = {"classes": "--subset-classes", "train": "--subset-ids-train", "val": "--subset-ids-val"}
+    return " ".join(f"{flags[key]} {shlex.quote(path)}" for key, path in subset.items())
+
+
+def extract_settings(wc):
+    return config["datasets"][wc.dataset]["extract"]
+
+
+def shard_markers(wc):
+    shards = extract_settings(wc)["shards"]
+    return [f"{DATA}/frames/{wc.dataset}/.shards/shard-{i}-of-{shards}.json" for i in range(shards)]
+
+
+def frames_root(wc, input):
+    """The frame folders of a dataset: where its shard markers live."""
+    return os.path.dirname(os.path.dirname(input[0]))
+
+
+def prepared_of(wc, input):
+    """The `prepare` output folder a rule reads (its first input is that folder's report.json)."""
+    return os.path.dirname(input[0])
+
+
+# ---------------------------------------------------------------- train and evaluate
+
+
+def train_input(wc):
+    """The prepared dataset, plus the metrics.json of the runs this method `requires`
+    (same dataset/backbone/seed; e.g. the random policy reads AdaFuse's policy statistics)."""
+    required = requirements(config, *run_of(wc), methods=METHODS)
+    return {"prepared": f"{prepared_dir(config, wc.dataset)}/report.json",
+            **{f"requires_{name}": metrics_path(run) for name, run in required.items()}}
+
+
+# ---------------------------------------------------------------- report
+
+
+def runs_root(wc, input):
+    """The runs/ folder above the metrics.json files a rule reads (<runs>/<dataset>/<method>/<point>/<backbone>/seed<n>)."""
+    return str(Path(input[0]).parents[5])

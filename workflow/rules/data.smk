@@ -3,43 +3,24 @@
 # and training reads the frame folders; without it the loader decodes the videos on the fly.
 
 
-def synth_params(wc):
-    return config["datasets"][wc.dataset]["synthetic"]
-
-
-def raw_root(wc):
-    entry = config["datasets"][wc.dataset]
-    return entry["root"] if "root" in entry else f"{DATA}/raw/{wc.dataset}"
-
-
-def prepare_input(wc):
-    # real datasets have no input (their root is checked when the config is validated)
-    return [f"{DATA}/raw/{wc.dataset}/.complete"] if "synthetic" in config["datasets"][wc.dataset] else []
-
-
 rule synth:
     output:
         f"{DATA}/raw/{{dataset}}/.complete",
     params:
-        fmt=lambda wc: config["datasets"][wc.dataset]["format"],
-        out=lambda wc: f"{DATA}/raw/{wc.dataset}",
+        fmt=dataset_format,
+        out=output_dir,
         synth=synth_params,
     log:
         f"{LOGS}/synth/{{dataset}}.log",
     threads: 1
     resources:
         **LIGHT,
+    conda:
+        ENV
     shell:
-        "vidbench synth --format {params.fmt} --out {params.out:q}"
+        "python -m vidbench synth --format {params.fmt} --out {params.out:q}"
         " --train-per-class {params.synth[train_per_class]} --val-per-class {params.synth[val_per_class]}"
         " --seed {params.synth[seed]} > {log:q} 2>&1"
-
-
-def subset_args(wc):
-    """minikinetics: the subset lists named in the config (else prepare looks for them in the root)."""
-    subset = config["datasets"][wc.dataset].get("subset") or {}
-    flags = {"classes": "--subset-classes", "train": "--subset-ids-train", "val": "--subset-ids-val"}
-    return " ".join(f"{flags[key]} {shlex.quote(path)}" for key, path in subset.items())
 
 
 rule prepare:
@@ -52,27 +33,20 @@ rule prepare:
         meta=f"{DATA}/prepared/{{dataset}}/meta.json",
         report=f"{DATA}/prepared/{{dataset}}/report.json",
     params:
-        fmt=lambda wc: config["datasets"][wc.dataset]["format"],
+        fmt=dataset_format,
         root=raw_root,
-        out=lambda wc: f"{DATA}/prepared/{wc.dataset}",
+        out=output_dir,
         subset=subset_args,
     log:
         f"{LOGS}/prepare/{{dataset}}.log",
     threads: 1
     resources:
         **LIGHT,
+    conda:
+        ENV
     shell:
-        "vidbench prepare --format {params.fmt} --root {params.root:q} --out {params.out:q} {params.subset}"
+        "python -m vidbench prepare --format {params.fmt} --root {params.root:q} --out {params.out:q} {params.subset}"
         " > {log:q} 2>&1"
-
-
-def extract_settings(wc):
-    return config["datasets"][wc.dataset]["extract"]
-
-
-def shard_markers(wc):
-    shards = extract_settings(wc)["shards"]
-    return [f"{DATA}/frames/{wc.dataset}/.shards/shard-{i}-of-{shards}.json" for i in range(shards)]
 
 
 rule extract_shard:
@@ -85,8 +59,8 @@ rule extract_shard:
         shard=r"\d+",
         shards=r"\d+",
     params:
-        prepared=lambda wc: f"{DATA}/prepared/{wc.dataset}",
-        out=lambda wc: frames_dir(config, wc.dataset),
+        prepared=prepared_of,
+        out=lambda wc, output: os.path.dirname(os.path.dirname(output[0])),
         short_side=lambda wc: extract_settings(wc)["short_side"],
         quality=lambda wc: extract_settings(wc)["quality"],
     log:
@@ -94,14 +68,17 @@ rule extract_shard:
     threads: 2
     resources:
         **EXTRACT_RESOURCES,
+    conda:
+        ENV
     shell:
-        "vidbench extract --prepared {params.prepared:q} --out {params.out:q} --shard {wildcards.shard}"
+        "python -m vidbench extract --prepared {params.prepared:q} --out {params.out:q} --shard {wildcards.shard}"
         " --shards {wildcards.shards} --short-side {params.short_side} --quality {params.quality} > {log:q} 2>&1"
 
 
 rule index_frames:
     input:
-        shard_markers,
+        report=f"{DATA}/prepared/{{dataset}}/report.json",
+        shards=shard_markers,
     output:
         classes=f"{DATA}/prepared/{{dataset}}/frames/classes.txt",
         train=f"{DATA}/prepared/{{dataset}}/frames/train.csv",
@@ -111,15 +88,17 @@ rule index_frames:
     wildcard_constraints:
         dataset=_alternatives(EXTRACT_DATASETS),
     params:
-        prepared=lambda wc: f"{DATA}/prepared/{wc.dataset}",
-        frames=lambda wc: frames_dir(config, wc.dataset),
-        out=lambda wc: prepared_dir(config, wc.dataset),
-        shards=lambda wc: extract_settings(wc)["shards"],
+        prepared=prepared_of,
+        frames=lambda wc, input: os.path.dirname(os.path.dirname(input.shards[0])),
+        out=output_dir,
+        shards=lambda wc, input: len(input.shards),
     log:
         f"{LOGS}/extract/{{dataset}}/index.log",
     threads: 1
     resources:
         **LIGHT,
+    conda:
+        ENV
     shell:
-        "vidbench extract --prepared {params.prepared:q} --out {params.frames:q} --index {params.out:q}"
+        "python -m vidbench extract --prepared {params.prepared:q} --out {params.frames:q} --index {params.out:q}"
         " --shards {params.shards} > {log:q} 2>&1"

@@ -7,11 +7,13 @@ rule evaluate:
     output:
         f"{RESULTS}/runs/{RUN_PATTERN}/metrics.json",
     params:
-        run=lambda wc: run_dir(config, *run_of(wc)),
+        run=output_dir,
     log:
         f"{LOGS}/evaluate/{RUN_PATTERN}.log",
     threads: JOB_THREADS
     resources:
         **JOB_RESOURCES,
+    conda:
+        ENV
     shell:
-        "vidbench evaluate --run {params.run:q} > {log:q} 2>&1"
+        "python -m vidbench evaluate --run {params.run:q} > {log:q} 2>&1"

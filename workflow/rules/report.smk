@@ -11,8 +11,10 @@ rule aggregate:
     threads: 1
     resources:
         **LIGHT,
+    conda:
+        ENV
     shell:
-        "vidbench aggregate --out {output:q} --metrics {input:q} > {log:q} 2>&1"
+        "python -m vidbench aggregate --out {output:q} --metrics {input:q} > {log:q} 2>&1"
 
 
 rule tables:
@@ -21,14 +23,16 @@ rule tables:
     output:
         TABLE_FILES,
     params:
-        out=f"{RESULTS}/tables",
+        out=output_dir,
     log:
         f"{LOGS}/tables.log",
     threads: 1
     resources:
         **LIGHT,
+    conda:
+        ENV
     shell:
-        "vidbench tables --summary {input:q} --out {params.out:q} > {log:q} 2>&1"
+        "python -m vidbench tables --summary {input:q} --out {params.out:q} > {log:q} 2>&1"
 
 
 rule plots:
@@ -37,15 +41,17 @@ rule plots:
     output:
         PLOT_FILES,
     params:
-        out=f"{RESULTS}/plots",
+        out=output_dir,
         datasets=DATASETS,
     log:
         f"{LOGS}/plots.log",
     threads: 1
     resources:
         **LIGHT,
+    conda:
+        ENV
     shell:
-        "vidbench plots --summary {input:q} --out {params.out:q} --datasets {params.datasets:q} > {log:q} 2>&1"
+        "python -m vidbench plots --summary {input:q} --out {params.out:q} --datasets {params.datasets:q} > {log:q} 2>&1"
 
 
 rule policy_plots:
@@ -54,13 +60,15 @@ rule policy_plots:
     output:
         POLICY_PLOT_FILES,
     params:
-        runs=f"{RESULTS}/runs",
-        out=f"{RESULTS}/plots",
-        datasets=[d for d in DATASETS if any(r[0] == d for r in POLICY_RUNS)],
+        runs=runs_root,
+        out=output_dir,
+        datasets=POLICY_DATASETS,
     log:
         f"{LOGS}/policy_plots.log",
     threads: 1
     resources:
         **LIGHT,
+    conda:
+        ENV
     shell:
-        "vidbench policy-plots --runs {params.runs:q} --out {params.out:q} --datasets {params.datasets:q} > {log:q} 2>&1"
+        "python -m vidbench policy-plots --runs {params.runs:q} --out {params.out:q} --datasets {params.datasets:q} > {log:q} 2>&1"
