@@ -58,10 +58,10 @@ def test_killed_training_resumes_to_the_same_weights(config, tmp_path, monkeypat
 
     real_epoch = trainer.train_epoch
 
-    def crash_in_second_epoch(model, loader, optimizer, cfg_, device, epoch, progress):
+    def crash_in_second_epoch(model, loader, optimizer, cfg_, device, epoch, *rest):
         if epoch == 1:
             raise KeyboardInterrupt("killed")
-        return real_epoch(model, loader, optimizer, cfg_, device, epoch, progress)
+        return real_epoch(model, loader, optimizer, cfg_, device, epoch, *rest)
 
     monkeypatch.setattr(trainer, "train_epoch", crash_in_second_epoch)
     with pytest.raises(KeyboardInterrupt):

@@ -9,7 +9,8 @@ import argparse
 import importlib
 import sys
 
-from vidbench.errors import InputError
+from vidbench import __version__
+from vidbench.errors import HarnessError
 
 COMMANDS = {
     "synth": ("vidbench.data.synth", "generate a synthetic dataset in its real counterpart's layout"),
@@ -27,6 +28,8 @@ COMMANDS = {
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="vidbench", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     argv = sys.argv[1:] if argv is None else argv
     chosen = next((a for a in argv if not a.startswith("-")), None)
@@ -40,9 +43,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         status = args.handler(args)
         return status if isinstance(status, int) else 0
-    except InputError as err:
-        print(f"vidbench {args.command}: error: {err}", file=sys.stderr)
-        return 2
+    except (HarnessError, KeyboardInterrupt, BrokenPipeError) as err:
+        if args.debug:
+            raise
+        if isinstance(err, BrokenPipeError):  # output piped into `head`: nothing more to say
+            return 1
+        print(f"vidbench {args.command}: " + ("interrupted" if isinstance(err, KeyboardInterrupt) else f"error: {err}"),
+              file=sys.stderr)
+        return err.exit_code if isinstance(err, HarnessError) else 130
 
 
 if __name__ == "__main__":

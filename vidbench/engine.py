@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from vidbench import flops
+from vidbench.errors import InputError
 from vidbench.data.dataset import build_loader, num_classes
 from vidbench.plugins import get_method
 
@@ -62,7 +63,18 @@ def make_loader(spec: dict, split: str, train: bool, batch_size: int):
 
 
 def load_spec(run_dir) -> dict:
-    return json.loads((Path(run_dir) / SPEC_FILE).read_text())
+    """The resolved spec a run was trained under (its spec.json)."""
+    path = Path(run_dir) / SPEC_FILE
+    try:
+        spec = json.loads(path.read_text())
+    except OSError as err:
+        raise InputError(path, f"cannot read the run's spec: {err.strerror}",
+                         expected="a run directory written by `vidbench train`") from None
+    except json.JSONDecodeError as err:
+        raise InputError(path, f"malformed JSON: {err.msg}", line=err.lineno) from None
+    if not isinstance(spec, dict) or not {"train", "data", "model", "method"} <= set(spec):
+        raise InputError(path, "not a run spec", expected="the spec.json `vidbench train` writes")
+    return spec
 
 
 def spec_from_args(args) -> dict:

@@ -1,4 +1,5 @@
-"""One error type for every bad input: it names the file, the line and what was expected."""
+"""The errors a user sees as one line (the command line prints them without a traceback): `InputError`
+names the file, the line and what was expected."""
 from __future__ import annotations
 
 import difflib
@@ -12,10 +13,18 @@ def close_match(name, choices) -> str | None:
     return found[0] if found else None
 
 
-class InputError(Exception):
-    """Bad user input (config, annotation, dataset root, names). Raised before any training starts.
+class HarnessError(Exception):
+    """An error the command line reports as one line and exits with `exit_code`."""
+
+    exit_code = 1
+
+
+class InputError(HarnessError):
+    """Bad user input (config, annotation, dataset root, names, files read back). Exit code 2.
 
     `suggestion`: the close match of a misspelt name (see `close_match`), shown as "did you mean ...?"."""
+
+    exit_code = 2
 
     def __init__(self, path, message: str, line: int | None = None, expected: str | None = None,
                  suggestion: str | None = None):
@@ -27,3 +36,9 @@ class InputError(Exception):
         if expected:
             text += f" (expected {expected})"
         super().__init__(text)
+
+
+class OutputError(InputError):
+    """A result file that cannot be written (disk full, read-only directory): names the file and the cause."""
+
+    exit_code = 1

@@ -14,9 +14,11 @@ from tqdm import tqdm
 
 from vidbench import io as vio
 from vidbench.data.dataset import Skipped
-from vidbench.engine import build_model, device_of, keep_freed_memory, load_spec, make_loader, seed_everything
+from vidbench.engine import SPEC_FILE, build_model, device_of, keep_freed_memory, load_spec, make_loader, seed_everything
+from vidbench.errors import InputError
 from vidbench.metrics import accuracy
 from vidbench.plugins import get_method
+from vidbench.rundir import ConfigChanged, changed_keys, fingerprint
 from vidbench.train import FINAL
 
 METRICS = "metrics.json"
@@ -80,6 +82,29 @@ def _git_commit():
         return None
 
 
+def run_status(trained: dict, logits: torch.Tensor, labels: torch.Tensor, share: float = 0.95) -> str:
+    """"ok", or why the run must not pass as a result: its training diverged (flagged, not stopped), or the
+    model is degenerate (one class predicted for `share` of the videos of a split that is not one class)."""
+    if trained.get("diverged"):
+        return f"diverged: {trained['diverged']}"
+    predicted = torch.bincount(logits.argmax(1))
+    top, true_top = predicted.max().item() / len(labels), torch.bincount(labels).max().item() / len(labels)
+    if len(labels) > 1 and top >= share and true_top < 0.5:
+        return (f"degenerate: class {predicted.argmax().item()} predicted for {top:.0%} of the validation videos "
+                f"(the most frequent class is {true_top:.0%} of them)")
+    return "ok"
+
+
+def load_trained(run_dir: Path, spec: dict) -> dict:
+    """The trained run, checked against the spec.json it is evaluated under."""
+    trained = vio.load_torch(run_dir / FINAL)
+    differences = changed_keys(fingerprint(trained["spec"]), fingerprint(spec))
+    if differences:
+        raise ConfigChanged(run_dir / SPEC_FILE, f"does not match the config {FINAL} was trained with "
+                            f"({'; '.join(differences[:8])})", expected=f"the spec of {run_dir / FINAL}, or train again")
+    return trained
+
+
 def evaluate(run_dir, progress: bool = True) -> dict:
     run_dir = Path(run_dir)
     spec = load_spec(run_dir)
@@ -88,20 +113,22 @@ def evaluate(run_dir, progress: bool = True) -> dict:
     keep_freed_memory()
     seed_everything(spec["seed"])
     device = device_of(spec)
-    trained = vio.load_torch(run_dir / FINAL)
+    trained = load_trained(run_dir, spec)
     model = build_model(spec, trained["costs"])
     model.load_state_dict(trained["model"])
     model.to(device).eval()
     loader = make_loader(spec, "val", train=False, batch_size=spec["eval"]["batch_size"])
     outputs, skipped = collect(model, loader, device, progress)
     if not outputs:
-        raise RuntimeError(f"no readable validation video in {spec['data']['prepared']}")
+        raise InputError(Path(spec["data"]["prepared"]) / "val.csv", "no readable validation video",
+                         expected="at least one readable validation video (see report.json beside it)")
     top1, top5 = accuracy(outputs["logits"], outputs["labels"])
     stats = {name.removeprefix("stats."): value.mean(0).tolist() for name, value in outputs.items()
              if name.startswith("stats.")}
     metrics = {
         "run": {key: spec[key] for key in ("dataset", "method", "point", "backbone", "seed")},
         "title": method.title, "paper_label": method.paper_label,
+        "status": run_status(trained, outputs["logits"], outputs["labels"].long()),
         "top1": top1, "top5": top5,
         "gflops": outputs["flops"].mean().item() / 1e9, "dense_gflops": model.dense_flops / 1e9,
         "params_m": trained["params"] / 1e6, "train_time_s": trained["train_time_s"],

@@ -7,21 +7,39 @@ import os
 import tempfile
 from pathlib import Path
 
-from vidbench.errors import InputError
+from vidbench.errors import InputError, OutputError
+
+
+def _umask() -> int:
+    """The process umask, read without changing it where Linux shows it (changing it races other threads)."""
+    try:
+        with open("/proc/self/status") as status:
+            return next(int(line.split()[1], 8) for line in status if line.startswith("Umask:"))
+    except (OSError, StopIteration, ValueError):
+        mask = os.umask(0o022)
+        os.umask(mask)
+        return mask
 
 
 def _atomic(path, write):
+    """Write through a temporary file renamed into place; an OSError (disk full, read-only folder) leaves
+    nothing behind and becomes an OutputError naming the file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600: results should follow the umask like any file
         with os.fdopen(fd, "wb") as handle:
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as err:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            raise OutputError(path, f"cannot write it: {err.strerror or err}") from None
         raise
 
 
@@ -40,7 +58,15 @@ def save_torch(obj, path) -> None:
 
 
 class UnreadableFile(InputError):
-    """A torch file that cannot be loaded safely: truncated, corrupt, or holding more than tensors and plain data."""
+    """A torch file that cannot be loaded safely."""
+
+
+class RefusedFile(UnreadableFile):
+    """A torch file holding more than tensors and plain data (a pickled object, code): never loaded."""
+
+
+class CorruptFile(UnreadableFile):
+    """A torch file that is truncated or damaged."""
 
 
 def load_torch(path, map_location="cpu"):
@@ -55,10 +81,10 @@ def load_torch(path, map_location="cpu"):
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         reason = _first_line(str(err).split("trusted source.")[-1].split("WeightsUnpickler error:")[-1])
-        raise UnreadableFile(path, f"refused to load: it holds more than tensors and plain data ({reason})",
+        raise RefusedFile(path, f"refused to load: it holds more than tensors and plain data ({reason})",
                              expected="a file written by vidbench") from None
     except (RuntimeError, EOFError, ValueError, OSError) as err:
-        raise UnreadableFile(path, f"cannot read it ({_first_line(str(err)) or type(err).__name__}): truncated or "
+        raise CorruptFile(path, f"cannot read it ({_first_line(str(err)) or type(err).__name__}): truncated or "
                              "corrupt", expected="a complete file written by vidbench") from None
 
 

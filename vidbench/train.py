@@ -1,33 +1,41 @@
 """`vidbench train`: one training loop for every method.
 
-Checkpoints after every epoch and resumes from the last one when rerun; the final `model.pt` is written
-only when training has finished, atomically, so Snakemake never sees a half-trained run as done.
+Checkpoints after every epoch, and mid-epoch when SIGTERM or SIGUSR1 asks it to stop (then it exits with
+`PREEMPTED_EXIT`); a rerun resumes from the newest checkpoint and reaches the weights an uninterrupted
+run reaches. A checkpoint resumes only under the config it was trained with, and one trainer at a time
+writes a run (see `vidbench.rundir`). The final `model.pt` is written only when training has finished,
+atomically, so Snakemake never sees a half-trained run as done.
 """
 from __future__ import annotations
 
 import csv
 import io
 import math
+import random
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
 from vidbench import io as vio
+from vidbench.data.dataset import num_classes
 from vidbench.engine import (SPEC_FILE, add_spec_arguments, build_model, device_of, keep_freed_memory, make_loader,
                              seed_everything, spec_from_args)
+from vidbench.errors import HarnessError, InputError
 from vidbench.flops import count_params
+from vidbench.rundir import CHECKPOINT, Checkpoints, Preempted, RunLock, StopRequest, fingerprint
 
-CHECKPOINT, FINAL, LOG = "checkpoint.pt", "model.pt", "log.csv"
+FINAL, LOG = "model.pt", "log.csv"
 UNREADABLE = "unreadable.txt"  # every training video that could not be read, with the reason
 LOG_FIELDS = ["epoch", "lr", "loss", "top1", "gflops", "seconds", "skipped"]
 
 
-class TrainingError(RuntimeError):
+class TrainingError(HarnessError):
     pass
 
 
@@ -64,33 +72,61 @@ def write_log(path: Path, history: list[dict]) -> None:
     vio.write_text(path, buffer.getvalue())
 
 
-def train_epoch(model, loader, optimizer, cfg, device, epoch, progress):
+def new_totals() -> dict:
+    """What an epoch sums up; a mid-epoch checkpoint keeps it, so the resumed epoch's log row is whole."""
+    return {"loss": 0.0, "correct": 0, "flops": 0.0, "videos": 0, "skipped": 0, "unreadable": {}, "batches": 0,
+            "seconds": 0.0, "done": False}
+
+
+def train_epoch(model, loader, optimizer, cfg, device, epoch, progress, totals, stop):
+    """Train on the loader's batches, adding to `totals`; return after the last batch (`done`), or after
+    the current step once `stop.signal` is set."""
     model.train()
-    totals = {"loss": 0.0, "correct": 0, "flops": 0.0, "videos": 0, "skipped": 0, "unreadable": {}}
+    started = time.perf_counter()
     bar = tqdm(loader, desc=f"epoch {epoch + 1}", leave=False, file=sys.stderr,
                disable=None if progress else True)  # None: a bar on a terminal, none in log files
-    for step, (clips, labels, skipped) in enumerate(bar):
+    for clips, labels, skipped in bar:
+        totals["batches"] += 1
         totals["skipped"] += skipped
         totals["unreadable"].update((path, reason) for path, reason in skipped.items if path)
-        if len(labels) == 0:
-            continue
-        clips, labels = clips.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-        out = model(clips)
-        loss = F.cross_entropy(out.logits, labels) + sum(out.losses.values(), torch.zeros((), device=device))
-        if not math.isfinite(loss.item()):
-            raise TrainingError(f"loss is {loss.item()} at epoch {epoch + 1}, step {step + 1}: training diverged "
-                                f"(try a lower lr); the last good checkpoint is kept")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.get("clip_grad"):
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg["clip_grad"])
-        optimizer.step()
-        totals["loss"] += loss.item() * len(labels)
-        totals["correct"] += (out.logits.argmax(1) == labels).sum().item()
-        totals["flops"] += out.flops.sum().item()
-        totals["videos"] += len(labels)
-        bar.set_postfix(loss=f"{loss.item():.3f}")
+        if len(labels):
+            loss, out = train_step(model, clips.to(device, non_blocking=True), labels.to(device, non_blocking=True),
+                                   optimizer, cfg, epoch, totals["batches"])
+            totals["loss"] += loss * len(labels)
+            totals["correct"] += (out.logits.argmax(1) == labels.to(out.logits.device)).sum().item()
+            totals["flops"] += out.flops.sum().item()
+            totals["videos"] += len(labels)
+            bar.set_postfix(loss=f"{loss:.3f}")
+        if stop.signal:
+            break
+    else:
+        totals["done"] = True
+    totals["seconds"] += time.perf_counter() - started
     return totals
+
+
+def train_step(model, clips, labels, optimizer, cfg, epoch, step):
+    """One optimisation step: cross entropy plus the method's own losses (already weighted)."""
+    out = model(clips)
+    loss = F.cross_entropy(out.logits, labels) + sum(out.losses.values(), torch.zeros((), device=clips.device))
+    if not math.isfinite(loss.item()):
+        raise TrainingError(f"loss is {loss.item()} at epoch {epoch + 1}, step {step}: training diverged "
+                            f"(lower train.lr, now {cfg['lr']}); the last good checkpoint is kept")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if cfg.get("clip_grad"):
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg["clip_grad"])
+    optimizer.step()
+    return loss.item(), out
+
+
+def diverged(loss: float, num_classes: int, factor: float | None) -> str | None:
+    """Why an epoch's mean training loss shows a diverged run, or None. Chance level is ln(classes): the
+    cross entropy of a uniform guess. A loss far above it means confidently wrong predictions."""
+    chance = math.log(max(num_classes, 2))
+    if factor is not None and loss > factor * chance:
+        return f"mean training loss {loss:.4g} is above {factor:g} x chance level ({chance:.3g} = ln {num_classes})"
+    return None
 
 
 def check_unreadable(skipped: int, dataset_size: int, limit: float, files: dict | None = None,
@@ -106,46 +142,77 @@ def check_unreadable(skipped: int, dataset_size: int, limit: float, files: dict 
                             "again and rerun" + (":\n" + "\n".join(lines) if lines else ""))
 
 
+def rng_state() -> dict:
+    """Every random stream the training loop draws from in this process (dropout, Gumbel noise, ...)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"torch": torch.get_rng_state(), "python": random.getstate(),
+            "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
 def train(spec: dict, run_dir, progress: bool = True) -> dict:
     run_dir = Path(run_dir)
+    with RunLock(run_dir), StopRequest() as stop:
+        return _train(spec, run_dir, progress, stop)
+
+
+def _train(spec: dict, run_dir: Path, progress: bool, stop: StopRequest) -> dict:
     cfg = spec["train"]
     torch.set_num_threads(cfg.get("threads", 1))
     keep_freed_memory()
-    vio.write_json(run_dir / SPEC_FILE, spec)
-    seed_everything(spec["seed"])
+    checkpoints = Checkpoints(run_dir, fingerprint(spec))
     device = device_of(spec)
+    saved = checkpoints.load(map_location=device)  # before anything is written: a mismatch mixes nothing
+    seed_everything(spec["seed"])
     model = build_model(spec).to(device)
     optimizer = make_optimizer(model, cfg)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, cfg["lr_steps"], cfg["lr_gamma"])
     loader = make_loader(spec, "train", train=True, batch_size=cfg["batch_size"])
-    state = {"epoch": 0, "history": [], "seconds": 0.0, "skipped": 0, "unreadable": {}}
-    checkpoint = run_dir / CHECKPOINT
-    if checkpoint.exists():
-        saved = vio.load_torch(checkpoint, map_location=device)
+    if len(loader.dataset) == 0:
+        raise InputError(Path(spec["data"]["prepared"]) / "train.csv", "no training video in the index",
+                         expected="at least one readable training video (see report.json beside it)")
+    vio.write_json(run_dir / SPEC_FILE, spec)
+    state = {"epoch": 0, "history": [], "seconds": 0.0, "skipped": 0, "unreadable": {}, "diverged": None}
+    if saved is not None:
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
-        state = {"unreadable": {}, **saved["state"]}
-        print(f"resuming {run_dir} after epoch {state['epoch']}", file=sys.stderr)
+        state = {**state, **saved["state"]}
+        where = f"epoch {state['epoch'] + 1}, batch {saved['partial']['batches']}" if saved.get("partial") \
+            else f"the end of epoch {state['epoch']}"
+        print(f"resuming {run_dir} from {where}", file=sys.stderr)
+    classes = num_classes(spec["data"]["prepared"])
     for epoch in range(state["epoch"], cfg["epochs"]):
         epoch_seed = spec["seed"] * 1009 + epoch  # an epoch's draws do not depend on where training resumed
         seed_everything(epoch_seed)
         loader.generator.manual_seed(epoch_seed)  # the epoch's order, frames and crops, whatever the workers
-        started = time.perf_counter()
-        totals = train_epoch(model, loader, optimizer, cfg, device, epoch, progress)
+        totals = new_totals()
+        if saved is not None and saved.get("partial"):
+            totals = saved["partial"]
+            loader.skip(totals["batches"])
+            set_rng_state(saved["rng"])
+        saved = None
         lr = optimizer.param_groups[0]["lr"]
+        totals = train_epoch(model, loader, optimizer, cfg, device, epoch, progress, totals, stop)
+        if not totals["done"]:
+            checkpoints.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                              "scheduler": scheduler.state_dict(), "state": state, "partial": totals,
+                              "rng": rng_state()})
+            raise Preempted(f"{run_dir}: stopped by {stop.signal} in epoch {epoch + 1} after batch {totals['batches']}"
+                            f"; checkpoint written to {run_dir / CHECKPOINT}: rerun to continue from there")
         scheduler.step()
-        seconds = time.perf_counter() - started
-        state["skipped"] += totals["skipped"]
-        state["unreadable"].update(totals["unreadable"])
-        videos = max(totals["videos"], 1)
-        state["history"].append({"epoch": epoch + 1, "lr": lr, "loss": round(totals["loss"] / videos, 5),
-                                 "top1": round(100 * totals["correct"] / videos, 2),
-                                 "gflops": round(totals["flops"] / videos / 1e9, 6), "seconds": round(seconds, 2),
-                                 "skipped": totals["skipped"]})
-        state["epoch"], state["seconds"] = epoch + 1, state["seconds"] + seconds
-        vio.save_torch({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(), "state": state}, checkpoint)
+        finish_epoch(state, totals, epoch, lr)
+        checkpoints.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                          "scheduler": scheduler.state_dict(), "state": state})
         write_log(run_dir / LOG, state["history"])
         print(f"epoch {epoch + 1}/{cfg['epochs']}: " + ", ".join(f"{k} {v}" for k, v in state["history"][-1].items()
                                                                  if k != "epoch"), file=sys.stderr)
@@ -154,12 +221,32 @@ def train(spec: dict, run_dir, progress: bool = True) -> dict:
         # after the checkpoint: stopping here loses nothing already trained
         check_unreadable(totals["skipped"], len(loader.dataset), cfg.get("max_unreadable", 0.01),
                          totals["unreadable"], run_dir / UNREADABLE)
+        reason = diverged(state["history"][-1]["loss"], classes, cfg.get("divergence_factor"))
+        if reason and cfg.get("on_divergence", "fail") == "fail":
+            raise TrainingError(f"{run_dir}: training diverged at epoch {epoch + 1}: {reason}. Lower train.lr "
+                                f"(now {cfg['lr']}) or set train.on_divergence: flag to keep the run as a flagged result")
+        state["diverged"] = state["diverged"] or (reason and f"epoch {epoch + 1}: {reason}")
+        if stop.signal and epoch + 1 < cfg["epochs"]:
+            raise Preempted(f"{run_dir}: stopped by {stop.signal} after epoch {epoch + 1}; checkpoint written to "
+                            f"{run_dir / CHECKPOINT}: rerun to continue from there")
     result = {"spec": spec, "model": model.state_dict(), "costs": model.costs, "params": count_params(model),
               "train_time_s": state["seconds"], "skipped": state["skipped"], "unreadable": sorted(state["unreadable"]),
-              "history": state["history"]}
+              "history": state["history"], "diverged": state["diverged"]}
     vio.save_torch(result, run_dir / FINAL)
-    checkpoint.unlink(missing_ok=True)
+    checkpoints.clear()
     return result
+
+
+def finish_epoch(state: dict, totals: dict, epoch: int, lr: float) -> None:
+    """Add an epoch's totals to the run's state and its row to the history (log.csv)."""
+    state["skipped"] += totals["skipped"]
+    state["unreadable"].update(totals["unreadable"])
+    videos = max(totals["videos"], 1)
+    state["history"].append({"epoch": epoch + 1, "lr": lr, "loss": round(totals["loss"] / videos, 5),
+                             "top1": round(100 * totals["correct"] / videos, 2),
+                             "gflops": round(totals["flops"] / videos / 1e9, 6), "seconds": round(totals["seconds"], 2),
+                             "skipped": totals["skipped"]})
+    state["epoch"], state["seconds"] = epoch + 1, state["seconds"] + totals["seconds"]
 
 
 def add_arguments(parser):

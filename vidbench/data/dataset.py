@@ -17,6 +17,7 @@ import json
 import logging
 import random
 import shutil
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -243,6 +244,7 @@ class SeededSampler(Sampler):
 
     def __init__(self, size: int, shuffle: bool, generator: torch.Generator):
         self.size, self.shuffle, self.generator = int(size), bool(shuffle), generator
+        self.start = 0  # samples of the next epoch to leave out from the front (resuming mid-epoch)
 
     def __len__(self) -> int:
         return self.size
@@ -250,7 +252,8 @@ class SeededSampler(Sampler):
     def __iter__(self):
         order = torch.randperm(self.size, generator=self.generator) if self.shuffle else torch.arange(self.size)
         seeds = torch.randint(2**62, (self.size,), generator=self.generator)
-        return zip(order.tolist(), seeds.tolist())
+        start, self.start = self.start, 0
+        return zip(order[start:].tolist(), seeds[start:].tolist())
 
 
 def _split(batch) -> tuple[list, Skipped]:
@@ -277,6 +280,10 @@ def _worker_init(worker_id: int) -> None:
     seed = torch.initial_seed() % (2**32)  # the loader's base seed + worker_id
     random.seed(seed)
     np.random.seed(seed)
+    # Slurm signals every process of a job: the trainer stops cleanly (vidbench.rundir.StopRequest) and
+    # shuts its workers down itself; a worker killed first would make the trainer's next step fail
+    for sig in (signal.SIGTERM, signal.SIGUSR1):
+        signal.signal(sig, signal.SIG_IGN)
 
 
 SHARED_MEMORY = Path("/dev/shm")
@@ -430,6 +437,10 @@ class ClipLoader:
 
     def __len__(self) -> int:
         return len(self.loader)
+
+    def skip(self, batches: int) -> None:
+        """Start the next epoch after its first `batches` batches (same order and draws as a full epoch)."""
+        self.loader.sampler.start = batches * self.loader.batch_size
 
     def packed(self) -> "ClipLoader":
         """The same loader yielding the workers' `Packed` batches, before any copy, resize or normalisation."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +55,13 @@ def frame_name(index0: int) -> str:
 
 def kinetics_stem(youtube_id: str, start: int, end: int) -> str:
     return f"{youtube_id}_{int(start):06d}_{int(end):06d}"
+
+
+def inside_root(relative: str) -> bool:
+    """Whether an annotation's path stays inside the dataset root: not absolute and never climbing above it
+    with '..' (judged on the text, so a root or subfolder that is a symlink, as on clusters, still works)."""
+    path = os.path.normpath(relative)
+    return not os.path.isabs(path) and path != ".." and not path.startswith(".." + os.sep)
 
 
 def sthv2_class(template: str) -> str:

@@ -95,6 +95,12 @@ def probe_video(path: Path, full: bool = False) -> tuple[str, int, str]:
 # --------------------------------------------------------------------------------------------------
 # Writing
 # --------------------------------------------------------------------------------------------------
+def _escape_problem(entry: Entry) -> dict:
+    file, _, line = entry.where.rpartition(":")
+    return {"file": file, "line": int(line) if line.isdigit() else None, "expected": "a path inside the dataset root",
+            "message": f"video {entry.id!r} (path {entry.path!r}) is absolute or outside the dataset root"}
+
+
 def _index_csv(rows: list[tuple[str, str, int, int]]) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
@@ -164,6 +170,10 @@ def prepare(fmt: str, root, out, *, subset_classes=None, subset_ids_train=None, 
     if fmt in ("kinetics", "minikinetics"):
         for split in SPLITS:
             layouts.resolve_kinetics_paths(root, ann.entries[split])
+    escaping = [_escape_problem(e) for s in SPLITS for e in ann.entries[s]
+                if os.path.isabs(e.id) or not layouts.inside_root(e.path)]
+    if escaping:
+        fail(escaping)
 
     probe = probe_frames if ann.kind == "frames" else probe_video
     workers = workers or min(4, os.cpu_count() or 1)
@@ -196,6 +206,11 @@ def prepare(fmt: str, root, out, *, subset_classes=None, subset_ids_train=None, 
         report["counts"][split] = len(rows[split])
     report["per_class"] = per_class
     report["num_classes"] = len(ann.classes)
+    empty = [split for split in SPLITS if not rows[split]]
+    if empty:
+        fail([{"file": str(root), "line": None, "expected": "at least one readable video in every split",
+               "message": f"no usable {split} video: {report['annotated'][split]} annotated, "
+                          + ", ".join(f"{n} {why}" for why, n in report["dropped"][split].items())} for split in empty])
     report["ok"] = True
 
     write_text(out / "classes.txt", "".join(f"{name}\n" for name in ann.classes))
