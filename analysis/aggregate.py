@@ -18,8 +18,8 @@ from vidbench.errors import InputError
 from vidbench.io import write_text
 
 RUN_KEYS = ("dataset", "method", "point", "backbone", "seed")
-COLUMNS = [*RUN_KEYS, "trained_point", "title", "paper_label", "top1", "top5", "gflops", "dense_gflops",
-           "params_m", "train_time_s", "latency_ms", "num_videos", "unreadable"]
+COLUMNS = [*RUN_KEYS, "trained_point", "title", "paper_label", "top1", "top5", "top1_best", "best_epoch", "epochs",
+           "gflops", "dense_gflops", "params_m", "train_time_s", "latency_ms", "num_videos", "unreadable"]
 REQUIRED = ("run", "top1", "gflops")
 NUMERIC = ("top1", "top5", "gflops", "dense_gflops", "params_m", "train_time_s", "latency_ms")
 EVAL_POINT_FIELDS = ("top1", "top5", "gflops", "params_m", "latency_ms", "num_videos")
@@ -95,6 +95,9 @@ def rows_of(file) -> list[dict]:
                 unreadable=unreadable.get("count", 0) if isinstance(unreadable, dict) else unreadable)
     for key in NUMERIC:
         base[key] = _number(file, key, data.get(key), allow_none=key not in REQUIRED)
+    best = data.get("best") or {}
+    base.update(top1_best=_number(file, "best.top1", best.get("top1")), best_epoch=best.get("epoch"),
+                epochs=data.get("epochs"))
     model = (data.get("config") or {}).get("model") or {}
     model = {k: per_backbone(v, str(run["backbone"])) for k, v in model.items()} if isinstance(model, dict) else {}
     cfg = {}

@@ -26,10 +26,10 @@ def add_arguments(parser):
     parser.add_argument("--summary", help="summary.csv from `vidbench aggregate` (orders and selects datasets)")
     parser.add_argument("--runs", required=True, help="runs directory: <dataset>/<method>/<point>/<backbone>/seed*/")
     parser.add_argument("--out", required=True, help="directory for the figures")
-    parser.add_argument("--method", default="adafuse")
+    parser.add_argument("--method", default="adafuse", help="the policy method whose runs are drawn")
     parser.add_argument("--point", default="default", help="operating point whose policy is drawn")
     parser.add_argument("--backbone", default=None, help="backbone (default: the first with runs, resnet_tiny first)")
-    parser.add_argument("--datasets", nargs="*", default=None)
+    parser.add_argument("--datasets", nargs="*", default=None, help="datasets to draw (default: every one with runs)")
 
 
 def published_quotients() -> dict[str, float]:

@@ -1,6 +1,7 @@
 """The shared trainer and evaluator: outputs, resume after a crash, NaN loss, metrics.json."""
 from __future__ import annotations
 
+import csv
 import json
 
 import pytest
@@ -120,3 +121,33 @@ def test_released_recipe_groups_biases_and_norms():
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, [1], 0.1)
     scheduler.step()
     assert [g["lr"] for g in optimizer.param_groups] == pytest.approx([0.002, 0.004, 0.002])
+
+
+def test_validation_during_training_logs_top1_and_keeps_the_best_epoch(config, tmp_path, monkeypatch):
+    spec = spec_for(config, "tsn")
+    spec["train"]["eval_every"] = 2  # epochs 2 and 3 (the last is always validated)
+    scores = iter([40.0, 30.0])
+    monkeypatch.setattr(trainer, "validate", lambda model, loader, device: next(scores))
+    result = trainer.train(spec, tmp_path, progress=False)
+    rows = list(csv.DictReader((tmp_path / "log.csv").open()))
+    assert [row["val_top1"] for row in rows] == ["", "40.0", "30.0"]
+    assert result["best"] == {"epoch": 2, "val_top1": 40.0}
+    best = torch.load(tmp_path / trainer.BEST, weights_only=True)
+    assert best["epoch"] == 2 and set(best["model"]) == set(result["model"])
+    metrics = evaluate(tmp_path, progress=False)
+    assert metrics["best"]["epoch"] == 2 and metrics["best"]["top1"] == 40.0 and "optimistic" in metrics["best"]["note"]
+    assert metrics["epochs"] == 3
+
+
+def test_validation_leaves_training_unchanged_and_is_the_evaluators_top1(config, tmp_path):
+    spec = spec_for(config, "adafuse")
+    spec["train"]["eval_every"] = 0
+    plain = trainer.train(spec, tmp_path / "plain", progress=False)
+    spec["train"]["eval_every"] = 1
+    spec["model"]["eval_sampling"] = "gumbel"  # the policy draws from the global stream at evaluation
+    validated = trainer.train(spec, tmp_path / "validated", progress=False)
+    for name, tensor in plain["model"].items():
+        assert torch.equal(tensor, validated["model"][name]), name
+    spec["model"]["eval_sampling"] = "argmax"
+    argmax = trainer.train(spec, tmp_path / "argmax", progress=False)
+    assert argmax["history"][-1]["val_top1"] == round(evaluate(tmp_path / "argmax", progress=False)["top1"], 2)

@@ -80,7 +80,13 @@ def load_spec(run_dir) -> dict:
 def spec_from_args(args) -> dict:
     """A run spec from `--spec JSON`, or resolved from `--config` and the run's coordinates."""
     if args.spec:
-        return json.loads(args.spec)
+        try:
+            return json.loads(args.spec)
+        except json.JSONDecodeError as err:
+            raise InputError("--spec", f"malformed JSON: {err.msg} at character {err.pos}") from None
+    missing = [f"--{name}" for name in ("dataset", "method") if getattr(args, name) is None]
+    if missing:
+        raise InputError(" and ".join(missing), "required without --spec", expected="--dataset NAME --method NAME")
     from vidbench.config import load_config, resolve_run
 
     config = load_config(args.config)
@@ -88,10 +94,11 @@ def spec_from_args(args) -> dict:
 
 
 def add_spec_arguments(parser) -> None:
-    parser.add_argument("--spec", help="fully resolved run spec as JSON (what the workflow passes)")
+    parser.add_argument("--spec", help="fully resolved run spec as JSON (what the workflow passes); "
+                        "without it the run is resolved from --config and the options below")
     parser.add_argument("--config", default="workflow/config/default.yaml", help="workflow config to resolve from")
-    parser.add_argument("--dataset")
-    parser.add_argument("--method")
-    parser.add_argument("--point", default="default")
-    parser.add_argument("--backbone", default="resnet_tiny")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--dataset", help="a dataset of the config (required without --spec)")
+    parser.add_argument("--method", help="a method directory under methods/ (required without --spec)")
+    parser.add_argument("--point", default="default", help="operating point of the method")
+    parser.add_argument("--backbone", default="resnet_tiny", help="backbone (resnet_tiny, resnet18, resnet50)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the run")

@@ -95,6 +95,17 @@ def run_status(trained: dict, logits: torch.Tensor, labels: torch.Tensor, share:
     return "ok"
 
 
+BEST_NOTE = ("Top-1 on the validation split at the epoch where it peaked during training (train.eval_every): "
+             "optimistic, since the validation set chose the epoch; it is what the released AdaFuse code printed "
+             "as 'Best Prec@1'. `top1` is the final epoch's.")
+
+
+def best_epoch(trained: dict) -> dict | None:
+    """The best validation epoch recorded during training, with what its figure means; None without validation."""
+    best = trained.get("best")
+    return {"epoch": best["epoch"], "top1": best["val_top1"], "note": BEST_NOTE} if best else None
+
+
 def load_trained(run_dir: Path, spec: dict) -> dict:
     """The trained run, checked against the spec.json it is evaluated under."""
     trained = vio.load_torch(run_dir / FINAL)
@@ -129,7 +140,8 @@ def evaluate(run_dir, progress: bool = True) -> dict:
         "run": {key: spec[key] for key in ("dataset", "method", "point", "backbone", "seed")},
         "title": method.title, "paper_label": method.paper_label,
         "status": run_status(trained, outputs["logits"], outputs["labels"].long()),
-        "top1": top1, "top5": top5,
+        "top1": top1, "top5": top5, "epochs": len(trained["history"]),
+        "best": best_epoch(trained),
         "gflops": outputs["flops"].mean().item() / 1e9, "dense_gflops": model.dense_flops / 1e9,
         "params_m": trained["params"] / 1e6, "train_time_s": trained["train_time_s"],
         "latency_ms": latency_ms(model, loader, device, spec["eval"].get("latency_videos", 16)),
@@ -147,7 +159,7 @@ def evaluate(run_dir, progress: bool = True) -> dict:
 
 def add_arguments(parser):
     parser.add_argument("--run", required=True, help="run directory written by `vidbench train`")
-    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (none is drawn off a terminal)")
 
 
 def run(args):

@@ -28,11 +28,12 @@ from vidbench.engine import (SPEC_FILE, add_spec_arguments, build_model, device_
                              seed_everything, spec_from_args)
 from vidbench.errors import HarnessError, InputError
 from vidbench.flops import count_params
+from vidbench.metrics import accuracy
 from vidbench.rundir import CHECKPOINT, Checkpoints, Preempted, RunLock, StopRequest, fingerprint
 
-FINAL, LOG = "model.pt", "log.csv"
+FINAL, BEST, LOG = "model.pt", "model_best.pt", "log.csv"
 UNREADABLE = "unreadable.txt"  # every training video that could not be read, with the reason
-LOG_FIELDS = ["epoch", "lr", "loss", "top1", "gflops", "seconds", "skipped"]
+LOG_FIELDS = ["epoch", "lr", "loss", "top1", "gflops", "seconds", "skipped", "val_top1"]
 
 
 class TrainingError(HarnessError):
@@ -120,6 +121,21 @@ def train_step(model, clips, labels, optimizer, cfg, epoch, step):
     return loss.item(), out
 
 
+def validate(model, loader, device) -> float:
+    """Top-1 (%) of the current weights on the validation split (evaluation transform, eval mode), leaving
+    every random stream of training as it was (AdaFuse may sample its policy at evaluation)."""
+    was_training = model.training
+    model.eval()
+    logits, labels = [], []
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), torch.no_grad():
+        for clips, batch_labels, _ in loader:
+            if len(batch_labels):
+                logits.append(model(clips.to(device)).logits.float().cpu())
+                labels.append(batch_labels)
+    model.train(was_training)
+    return accuracy(torch.cat(logits), torch.cat(labels))[0] if logits else math.nan
+
+
 def diverged(loss: float, num_classes: int, factor: float | None) -> str | None:
     """Why an epoch's mean training loss shows a diverged run, or None. Chance level is ln(classes): the
     cross entropy of a uniform guess. A loss far above it means confidently wrong predictions."""
@@ -181,7 +197,8 @@ def _train(spec: dict, run_dir: Path, progress: bool, stop: StopRequest) -> dict
         raise InputError(Path(spec["data"]["prepared"]) / "train.csv", "no training video in the index",
                          expected="at least one readable training video (see report.json beside it)")
     vio.write_json(run_dir / SPEC_FILE, spec)
-    state = {"epoch": 0, "history": [], "seconds": 0.0, "skipped": 0, "unreadable": {}, "diverged": None}
+    state = {"epoch": 0, "history": [], "seconds": 0.0, "skipped": 0, "unreadable": {}, "diverged": None,
+             "best": None}
     if saved is not None:
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
@@ -191,6 +208,8 @@ def _train(spec: dict, run_dir: Path, progress: bool, stop: StopRequest) -> dict
             else f"the end of epoch {state['epoch']}"
         print(f"resuming {run_dir} from {where}", file=sys.stderr)
     classes = num_classes(spec["data"]["prepared"])
+    every = cfg.get("eval_every", 0)
+    val_loader = make_loader(spec, "val", train=False, batch_size=spec["eval"]["batch_size"]) if every else None
     for epoch in range(state["epoch"], cfg["epochs"]):
         epoch_seed = spec["seed"] * 1009 + epoch  # an epoch's draws do not depend on where training resumed
         seed_everything(epoch_seed)
@@ -211,6 +230,8 @@ def _train(spec: dict, run_dir: Path, progress: bool, stop: StopRequest) -> dict
                             f"; checkpoint written to {run_dir / CHECKPOINT}: rerun to continue from there")
         scheduler.step()
         finish_epoch(state, totals, epoch, lr)
+        if val_loader is not None and ((epoch + 1) % every == 0 or epoch + 1 == cfg["epochs"]):
+            record_validation(state, validate(model, val_loader, device), model, run_dir / BEST)
         checkpoints.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                           "scheduler": scheduler.state_dict(), "state": state})
         write_log(run_dir / LOG, state["history"])
@@ -231,10 +252,19 @@ def _train(spec: dict, run_dir: Path, progress: bool, stop: StopRequest) -> dict
                             f"{run_dir / CHECKPOINT}: rerun to continue from there")
     result = {"spec": spec, "model": model.state_dict(), "costs": model.costs, "params": count_params(model),
               "train_time_s": state["seconds"], "skipped": state["skipped"], "unreadable": sorted(state["unreadable"]),
-              "history": state["history"], "diverged": state["diverged"]}
+              "history": state["history"], "diverged": state["diverged"], "best": state["best"]}
     vio.save_torch(result, run_dir / FINAL)
     checkpoints.clear()
     return result
+
+
+def record_validation(state: dict, top1: float, model, best_file: Path) -> None:
+    """Log the epoch's validation Top-1; keep the weights of the best epoch so far in `best_file`."""
+    row = state["history"][-1]
+    row["val_top1"] = round(top1, 2)
+    if state["best"] is None or top1 > state["best"]["val_top1"]:
+        state["best"] = {"epoch": row["epoch"], "val_top1": row["val_top1"]}
+        vio.save_torch({"model": model.state_dict(), **state["best"]}, best_file)
 
 
 def finish_epoch(state: dict, totals: dict, epoch: int, lr: float) -> None:
@@ -252,7 +282,7 @@ def finish_epoch(state: dict, totals: dict, epoch: int, lr: float) -> None:
 def add_arguments(parser):
     add_spec_arguments(parser)
     parser.add_argument("--out", help="run directory (default: the spec's run_dir)")
-    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (none is drawn off a terminal)")
 
 
 def run(args):

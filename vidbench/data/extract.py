@@ -275,11 +275,11 @@ def index_frames(prepared, frames, out, shards: int | None = None, quiet: bool =
 def add_arguments(parser) -> None:
     parser.add_argument("--prepared", required=True, help="index of the videos written by `vidbench prepare`")
     parser.add_argument("--out", required=True, help="frames folder: <out>/<video id>/00001.jpg ...")
-    parser.add_argument("--shard", type=int, default=0, help="which shard to extract (0-based, default 0)")
+    parser.add_argument("--shard", type=int, default=0, help="which shard to extract (0-based)")
     parser.add_argument("--shards", type=int, default=None, help="number of shards (default 1)")
     parser.add_argument("--short-side", type=int, default=0,
-                        help="resize frames to this short side (never up; 0 keeps the size; default 0)")
-    parser.add_argument("--quality", type=int, default=JPEG_QUALITY, help=f"JPEG quality (default {JPEG_QUALITY})")
+                        help="resize frames to this short side (never up; 0 keeps the size)")
+    parser.add_argument("--quality", type=int, default=JPEG_QUALITY, help="JPEG quality")
     parser.add_argument("--index", metavar="INDEX_DIR",
                         help="instead of extracting: write the frames index into INDEX_DIR (with --shards: "
                              "check that every shard has finished)")

@@ -588,9 +588,9 @@ def generate(fmt: str, root, *, train_per_class: int = 40, val_per_class: int = 
 def add_arguments(parser) -> None:
     parser.add_argument("--format", required=True, choices=FORMATS, help="which real dataset's layout to imitate")
     parser.add_argument("--out", required=True, help="dataset root to create (ROOT/.complete is written last)")
-    parser.add_argument("--train-per-class", type=int, default=40, help="training videos per class (default 40)")
-    parser.add_argument("--val-per-class", type=int, default=10, help="validation videos per class (default 10)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--train-per-class", type=int, default=40, help="training videos per class")
+    parser.add_argument("--val-per-class", type=int, default=10, help="validation videos per class")
+    parser.add_argument("--seed", type=int, default=0, help="random seed")
 
 
 def run(args) -> int:

@@ -1,0 +1,55 @@
+"""The command line a new user meets: help with defaults, required options, one-line errors, --version."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import subprocess
+import sys
+
+import pytest
+
+from vidbench import __version__
+from vidbench.cli import COMMANDS
+from vidbench.cli import main as cli
+
+
+def vidbench(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "vidbench", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_version_prints_the_package_version():
+    result = vidbench("--version")
+    assert result.returncode == 0 and result.stdout.strip() == f"vidbench {__version__}"
+
+
+def test_evaluate_of_a_missing_run_is_one_line_without_a_traceback():
+    result = vidbench("evaluate", "--run", "/missing")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "vidbench evaluate: error: /missing/spec.json: cannot read the run's spec: No such file or directory "
+        "(expected a run directory written by `vidbench train`)"]
+
+
+def test_debug_shows_the_traceback():
+    result = vidbench("--debug", "evaluate", "--run", "/missing")
+    assert result.returncode != 0 and "Traceback" in result.stderr
+
+
+def test_train_without_dataset_or_method_says_they_are_required(capsys):
+    assert cli(["train", "--method", "tsn"]) == 2
+    assert "--dataset: required without --spec" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_every_option_has_help(command):
+    parser = argparse.ArgumentParser()
+    importlib.import_module(COMMANDS[command][0]).add_arguments(parser)
+    assert [a.dest for a in parser._actions if not a.help] == []
+
+
+def test_help_shows_the_defaults(capsys):
+    with pytest.raises(SystemExit):
+        cli(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "backbone (resnet_tiny, resnet18, resnet50) (default: resnet_tiny)" in text
+    assert "seed of the run (default: 0)" in text
