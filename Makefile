@@ -3,6 +3,8 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 CORES ?= 2
+# extra pip options for building .venv, e.g. --extra-index-url https://download.pytorch.org/whl/cpu (CPU torch)
+PIP_ARGS ?=
 
 .PHONY: env demo test bench clean
 
@@ -10,10 +12,10 @@ env: $(BIN)/vidbench
 
 $(BIN)/vidbench: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/pip install -q -c constraints.txt -e '.[test]'
+	$(BIN)/pip install -q $(PIP_ARGS) -c constraints.txt -e '.[test]'
 	touch $@
 
-# The workflow's rules call the `vidbench` command: put the environment's bin/ first on PATH.
+# The workflow's rules run `python -m vidbench`: put the environment's bin/ first on PATH.
 demo: env
 	PATH="$(CURDIR)/$(BIN):$$PATH" snakemake --cores $(CORES)
 

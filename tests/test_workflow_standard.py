@@ -74,6 +74,11 @@ def test_rule_environment_pins_what_the_project_installs():
         assert pin in pip
 
 
+def test_license_file_matches_the_declared_license():
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["license"]["text"]
+    assert (ROOT / "LICENSE").read_text().startswith(f"{declared} License")
+
+
 def test_misspelt_key_gets_one_line_with_a_suggestion_and_no_traceback(tmp_path):
     extra = config_file(tmp_path, train={"epoch": 3})
     result = snakemake("-n", "--configfile", str(TEST_CONFIG), str(extra))
