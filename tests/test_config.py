@@ -161,6 +161,23 @@ def test_train_overrides_per_method_and_per_point(methods, tmp_path):
         cfg.load_config(write_config(tmp_path, data))
 
 
+def test_seeds_per_method_and_per_point(methods, tmp_path):
+    data = yaml.safe_load(DEFAULT.read_text())
+    data["seeds"] = [0]
+    data["per_method"] = {"tsn": {"seeds": [0, 1, 2]},
+                          "adafuse": {"seeds": [5], "points": {"default": {"seeds": [0, 1]}}}}
+    config = cfg.load_config(write_config(tmp_path, data))
+    seeds = {}
+    for dataset, method, point, _, seed in cfg.all_runs(config):
+        if dataset == "synth-sthv1":
+            seeds.setdefault((method, point), []).append(seed)
+    assert seeds == {("tsn", "default"): [0, 1, 2], ("adafuse", "default"): [0, 1], ("adafuse", "lam0.05"): [5],
+                     ("random", "default"): [0], ("lstm", "default"): [0]}
+    data["per_method"]["tsn"]["seeds"] = []
+    with pytest.raises(InputError, match="per_method"):
+        cfg.load_config(write_config(tmp_path, data))
+
+
 def test_requires(methods):
     config = cfg.load_config(DEFAULT)
     spec = cfg.resolve_run(config, "synth-jester", "random", "default", "resnet18", 1)

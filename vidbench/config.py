@@ -398,7 +398,15 @@ def runs(config: dict, methods: dict[str, Method] | None = None) -> list[tuple]:
             for point in selected_points(config, found[name])
             for backbone in config["backbones"]
             if not excluded(config, dataset, name, point, backbone)
-            for seed in config["seeds"]]
+            for seed in run_seeds(config, name, point)]
+
+
+def run_seeds(config: dict, method: str, point: str) -> list[int]:
+    """The seeds of a method's point: per_method.<method>.points.<point>.seeds, else
+    per_method.<method>.seeds, else the top-level seeds."""
+    per_method = (config.get("per_method") or {}).get(method) or {}
+    per_point = (per_method.get("points") or {}).get(point) or {}
+    return list(per_point.get("seeds") or per_method.get("seeds") or config["seeds"])
 
 
 def excluded(config: dict, dataset: str, method: str, point: str, backbone: str) -> bool:
