@@ -6,6 +6,9 @@ and its top1/top5/gflops (and any other scalar it gives), and records the traine
 `trained_point`. Scalar method statistics are flattened into columns (stats.policy.skip ->
 policy_skip; AdaFuse-style policies give skip/reuse/keep at the top of stats) and the run's model
 config into `cfg_<key>` columns (e.g. cfg_lam, cfg_hidden; per-backbone values picked for the run).
+`status` is the run's own verdict on itself ("ok", or a short reason such as "diverged: ..."; a
+metrics.json without one is "ok"); tables, plots, claims and statistics use only the "ok" rows
+(`usable`) and name the others in their notes.
 """
 from __future__ import annotations
 
@@ -18,9 +21,10 @@ from vidbench.errors import InputError
 from vidbench.io import write_text
 
 RUN_KEYS = ("dataset", "method", "point", "backbone", "seed")
-COLUMNS = [*RUN_KEYS, "trained_point", "title", "paper_label", "top1", "top5", "top1_best", "best_epoch", "epochs",
-           "gflops", "dense_gflops", "params_m", "train_time_s", "latency_ms", "num_videos", "unreadable"]
+COLUMNS = [*RUN_KEYS, "status", "trained_point", "title", "paper_label", "top1", "top5", "top1_best", "best_epoch",
+           "epochs", "gflops", "dense_gflops", "params_m", "train_time_s", "latency_ms", "num_videos", "unreadable"]
 REQUIRED = ("run", "top1", "gflops")
+OK = "ok"
 NUMERIC = ("top1", "top5", "gflops", "dense_gflops", "params_m", "train_time_s", "latency_ms")
 EVAL_POINT_FIELDS = ("top1", "top5", "gflops", "params_m", "latency_ms", "num_videos")
 
@@ -63,6 +67,12 @@ def _number(file, key, value, allow_none=True):
     return float(value)
 
 
+def _status(file, value) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise InputError(file, f"status is {value!r}", expected='"status": "ok" or a short reason such as "diverged: ..."')
+    return value.strip()
+
+
 def load_metrics(file) -> dict:
     file = Path(file)
     try:
@@ -89,6 +99,7 @@ def rows_of(file) -> list[dict]:
     unreadable = data.get("unreadable") or {}
     base = {key: run[key] for key in RUN_KEYS}
     base["seed"] = int(run["seed"])
+    base["status"] = _status(file, data.get("status", OK))
     base.update(trained_point=run["point"], title=data.get("title", run["method"]),
                 paper_label=data.get("paper_label", data.get("title", run["method"])),
                 num_videos=data.get("num_videos"),
@@ -165,3 +176,23 @@ def read_summary(path):
     if missing:
         raise InputError(path, f"summary lacks columns {missing}", expected="the output of `vidbench aggregate`")
     return frame
+
+
+def usable(summary):
+    """(rows whose status is "ok", the other rows); a summary without a status column is all ok."""
+    if "status" not in summary.columns:
+        return summary, summary.iloc[0:0]
+    ok = summary["status"].fillna(OK).astype(str).str.strip() == OK
+    return summary[ok], summary[~ok]
+
+
+def excluded_note(excluded) -> str:
+    """One line naming the runs left out for their status ('' when none)."""
+    if excluded.empty:
+        return ""
+    point = "trained_point" if "trained_point" in excluded.columns else "point"
+    runs = excluded.drop_duplicates(subset=["dataset", "method", point, "backbone", "seed"])
+    names = [f"{r['dataset']}/{r['method']}/{r[point]}/{r['backbone']}/seed{r['seed']} ({r['status']})"
+             for _, r in runs.iterrows()]
+    return (f"Left out: {len(runs)} run(s) whose status is not ok ({len(excluded)} summary row(s)): "
+            + "; ".join(names) + ".")

@@ -11,8 +11,13 @@ its rows:
 - dataset: a run's dataset without its "synth-" prefix (synth-sthv1 -> sthv1);
 - `match`: extra published columns compared with the run's resolved model config (table 7's hidden
   size and lambda), trying the config keys listed.
-Reproduced cells are means over seeds (n = number of seeds). Published columns are prefixed
-`paper_`. When several operating points of one method match a published row, the `default` point
+Reproduced cells are the mean over seeds with its sd and 95% Student-t interval (analysis/stats.py;
+one seed: the value alone, marked n = 1). Published columns are prefixed `paper_`. Tables with a
+`baseline` (the published TSN row) also compare each run with the `tsn` run of the same dataset,
+backbone and seeds: the paired Top-1 difference, and GFLOPs relative to TSN beside the published
+relative figure. agreement.{md,csv,tex} gives, per table and dataset, Kendall's tau between the
+published and reproduced rankings by Top-1 and by GFLOPs, and for real data how many published values
+lie inside the reproduced 95% interval. Runs whose status is not "ok" are left out, and named. When several operating points of one method match a published row, the `default` point
 is shown if there is one, else one row per point. A published row with no run keeps empty
 reproduced cells; a table with no runs at all is still written (published only). A table's
 `unpublished` rows (descriptive columns only, one per dataset of the table) are matched like
@@ -24,8 +29,10 @@ import math
 import re
 from pathlib import Path
 
+from analysis import stats
+from analysis.aggregate import excluded_note, usable
+from analysis.render import write_table
 from vidbench.errors import InputError
-from vidbench.io import write_text
 
 PAPER_DIR = Path(__file__).resolve().parent / "paper"
 SOURCE = "AdaFuse (Meng et al., ICLR 2021)"
@@ -51,16 +58,16 @@ ACC = {"gflops": ("gflops", None), "top1": ("top1", None)}
 SKIP = (("skip", "policy_skip"), "pct")
 REUSE = (("reuse", "policy_reuse"), "pct")
 TABLES = {
-    "table1": dict(csv="table1_sthv1_r18_inc.csv", dataset="sthv1",
+    "table1": dict(csv="table1_sthv1_r18_inc.csv", dataset="sthv1", baseline="TSN",
                    title="Table 1: baselines on Something-Something V1",
                    metrics={"params_M": ("params_m", None), **ACC, "top5": ("top5", None)}),
-    "table3": dict(csv="table3_four_datasets.csv",
+    "table3": dict(csv="table3_four_datasets.csv", baseline="TSN",
                    title="Table 3: TSN, LSTM and AdaFuse on the four datasets",
                    metrics={"params_M": ("params_m", None), **ACC}),
-    "table5": dict(csv="table5_sota.csv", wide=("sthv1", "sthv2"),
+    "table5": dict(csv="table5_sota.csv", wide=("sthv1", "sthv2"), baseline="TSN",
                    title="Table 5: state of the art on Something-Something V1 and V2",
                    metrics={"params_M": ("params_m", None), **ACC}),
-    "table6": dict(csv="table6_policy_ablation.csv", dataset="sthv1", backbone="ResNet18",
+    "table6": dict(csv="table6_policy_ablation.csv", dataset="sthv1", backbone="ResNet18", baseline="TSN",
                    aliases={"AdaFuse-TSN-R18": ("AdaFuse-TSN", "AdaFuse")},
                    title="Table 6: policy ablation (skip / reuse / adaptive), ResNet18, Something-V1",
                    metrics={**ACC, "skip_pct": SKIP, "reuse_pct": REUSE}),
@@ -69,7 +76,7 @@ TABLES = {
                    title="Table 7: AdaFuse-TSM+Last policy hidden size and lambda, ResNet50, Something-V2",
                    metrics={"params_M": ("params_m", None), **ACC,
                             "skip_pct": SKIP, "reuse_pct": REUSE}),
-    "dynamic": dict(csv="dynamic_inference_sth.csv", wide=("sthv1", "sthv2"),
+    "dynamic": dict(csv="dynamic_inference_sth.csv", wide=("sthv1", "sthv2"), baseline="TSN-8F",
                     source="Dynamic Inference slides (Wu et al., CVPR-W 2020), Something-Something table",
                     stand_ins={"resnet_tiny": ("ResNet50", "MSDNet-38")},
                     labels={("TSN-8F", "ResNet50"): "TSN", ("TSM-8F", "ResNet50"): "TSM",
@@ -82,6 +89,11 @@ TABLES = {
                     metrics={**ACC, "top5": ("top5", None)}),
 }
 RUN_COLUMNS = ["n", "run_dataset", "run_method", "run_point", "run_backbone"]
+BASELINE_METHOD = "tsn"  # the run every other run of a table with a `baseline` is paired with
+SPREAD = ("sd", "lo", "hi")  # <metric>_sd, _lo, _hi: sample sd and 95% Student-t interval over seeds
+VERSUS = ["top1_vs_tsn", "top1_vs_tsn_lo", "top1_vs_tsn_hi", "top1_vs_tsn_p", "top1_vs_tsn_n",
+          "gflops_rel_tsn", "gflops_rel_tsn_lo", "gflops_rel_tsn_hi", "paper_gflops_rel_tsn"]
+INSIDE = ("top1", "gflops")  # published values checked against the reproduced interval (real data)
 
 
 def table_names() -> list[str]:
@@ -90,7 +102,7 @@ def table_names() -> list[str]:
 
 def add_arguments(parser):
     parser.add_argument("--summary", required=True, help="summary.csv from `vidbench aggregate`")
-    parser.add_argument("--out", required=True, help="directory for <table>.md and <table>.csv")
+    parser.add_argument("--out", required=True, help="directory for <table>.md/.csv/.tex and agreement.*")
     parser.add_argument("--tables", nargs="*", default=None, choices=table_names(), help="only these tables")
 
 
@@ -100,11 +112,19 @@ def run(args):
     summary = read_summary(args.summary)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    frames = {}
+    notes = {}
     for name in args.tables or table_names():
-        frame, note = build_table(name, summary)
-        write_text(out / f"{name}.csv", frame.to_csv(index=False, float_format="%.4g"))
-        write_text(out / f"{name}.md", to_markdown(name, frame, note))
-        print(f"{name}: {int((frame['n'] > 0).sum())} of {len(frame)} rows reproduced -> {out / name}.md/.csv")
+        frames[name], notes[name] = build_table(name, summary)
+    agree = agreement(frames)
+    for name, frame in frames.items():
+        note = "\n".join(filter(None, [notes[name], agreement_line(agree[agree["table"] == name])]))
+        write_table(out, name, TABLES[name]["title"], note, frame, display(name, frame),
+                    text_columns=_text_columns(name, frame))
+        print(f"{name}: {int((frame['n'] > 0).sum())} of {len(frame)} rows reproduced -> {out / name}.*")
+    write_table(out, "agreement", AGREEMENT_TITLE, AGREEMENT_NOTE, agree, agreement_display(agree),
+                text_columns=("table", "dataset"))
+    print(f"agreement: {len(agree)} table/dataset rows -> {out / 'agreement'}.*")
 
 
 def norm(label) -> str:
@@ -222,52 +242,145 @@ def _candidates(spec, prow, repro):
     return found.loc[[i for p in parts for i in p.index]] if parts else found
 
 
+def _groups(summary) -> dict[tuple, object]:
+    """(dataset, method, point, backbone) -> that run's rows, one per seed."""
+    keys = ["dataset", "method", "point", "backbone"]
+    return {key: group for key, group in summary.groupby(keys, sort=False, dropna=False)}
+
+
+def _seed_values(group, source, transform=None) -> dict[int, float]:
+    return {int(seed): float(value) for seed, value in zip(group["seed"], _value(group, source, transform))}
+
+
+def _key(row) -> tuple:
+    return row["dataset"], row["method"], row["point"], row["backbone"]
+
+
+def _measured(row, metrics: dict, groups: dict) -> dict:
+    """Mean, sd and 95% interval over seeds of every metric of one reproduced group."""
+    group = groups[_key(row)]
+    out = {}
+    for col, (source, transform) in metrics.items():
+        est = stats.describe(_seed_values(group, source, transform).values())
+        out.update({col: est.mean, f"{col}_sd": est.sd, f"{col}_lo": est.lo, f"{col}_hi": est.hi})
+    return out
+
+
+def _versus(row, groups: dict) -> dict:
+    """Paired comparison with the tsn run of the same dataset and backbone over their common seeds."""
+    base = groups.get((row["dataset"], BASELINE_METHOD, "default", row["backbone"]))
+    if base is None:
+        return {}
+    group = groups[_key(row)]
+    ratio = stats.paired_ratio(_seed_values(group, "gflops"), _seed_values(base, "gflops"))
+    out = {"gflops_rel_tsn": ratio.mean, "gflops_rel_tsn_lo": ratio.lo, "gflops_rel_tsn_hi": ratio.hi}
+    if row["method"] != BASELINE_METHOD:
+        diff = stats.paired(_seed_values(group, "top1"), _seed_values(base, "top1"))
+        out.update({"top1_vs_tsn": diff.mean, "top1_vs_tsn_lo": diff.lo, "top1_vs_tsn_hi": diff.hi,
+                    "top1_vs_tsn_p": diff.p, "top1_vs_tsn_n": diff.n})
+    return out
+
+
+def _paper_number(text) -> float:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _paper_relative(spec, pub) -> list[float]:
+    """Published GFLOPs / the published baseline row's GFLOPs of the same dataset and backbone."""
+    if "gflops" not in pub.columns:
+        return [math.nan] * len(pub)
+    backbone = pub["backbone"] if "backbone" in pub.columns else [spec.get("backbone")] * len(pub)
+    keyed = list(zip(pub["dataset"], backbone))
+    is_base = pub["method"].map(norm) == norm(spec["baseline"]) if "method" in pub.columns else [False] * len(pub)
+    base = {key: _paper_number(g) for key, g, b in zip(keyed, pub["gflops"], is_base) if b}
+    return [_paper_number(g) / base[key] if base.get(key) else math.nan for key, g in zip(keyed, pub["gflops"])]
+
+
+def _inside(record: dict, prow, printed) -> dict:
+    """For a run on real data: whether each published value lies inside the reproduced 95% interval."""
+    out = {}
+    for col in INSIDE:
+        if col not in printed:
+            continue
+        est = stats.Estimate(record.get("n", 0), record.get(col, math.nan), record.get(f"{col}_sd", math.nan),
+                             record.get(f"{col}_lo", math.nan), record.get(f"{col}_hi", math.nan))
+        verdict = stats.inside(est, _paper_number(prow.get(f"paper_{col}", "")))
+        out[f"{col}_paper_inside_ci"] = "" if verdict is None else ("yes" if verdict else "no")
+    return out
+
+
+def _record(spec, base: dict, row, groups, printed, paper_rel=math.nan) -> dict:
+    record = {**base, **_measured(row, spec["metrics"], groups), **_run_columns(row)}
+    if "baseline" in spec:
+        record.update({**_versus(row, groups), "paper_gflops_rel_tsn": paper_rel})
+    if not str(row["dataset"]).startswith("synth-"):
+        record.update(_inside(record, base, printed))
+    return record
+
+
 def build_table(name: str, summary):
-    """(table frame, note for the markdown header)."""
+    """(table frame: published and reproduced numbers, for the CSV; note for the markdown header)."""
     import pandas as pd
 
     spec = TABLES[name]
+    ok, excluded = usable(summary)
     pub = published(name)
-    repro = reproduced(summary)
+    repro = reproduced(ok)
+    groups = _groups(ok) if not ok.empty else {}
     metrics = spec["metrics"]  # a metric the paper did not print (table 6's skip_pct) is reproduced only
     printed = [c for c in metrics if c in pub.columns]
     descriptive = [c for c in pub.columns if c not in metrics]
-    for col, (source, transform) in metrics.items():
-        repro[f"__{col}"] = _value(repro, source, transform)
-    rows = [(prow, True) for _, prow in pub.iterrows()]
-    rows += [(pd.Series({**dict.fromkeys(pub.columns, ""), **extra, "dataset": ds}), False)
+    paper_rel = _paper_relative(spec, pub) if "baseline" in spec else [math.nan] * len(pub)
+    rows = [(prow, True, rel) for (_, prow), rel in zip(pub.iterrows(), paper_rel)]
+    rows += [(pd.Series({**dict.fromkeys(pub.columns, ""), **extra, "dataset": ds}), False, math.nan)
              for extra in spec.get("unpublished", ()) for ds in pub["dataset"].unique()]
     records, used = [], set()
-    for prow, is_published in rows:
+    for prow, is_published, rel in rows:
         base = {c: prow[c] for c in descriptive}
         base.update({f"paper_{c}": prow[c] for c in printed})
         matches = _candidates(spec, prow, repro)
         if matches.empty and is_published:
-            records.append({**base, "n": 0})
+            records.append({**base, "n": 0, "paper_gflops_rel_tsn": rel})
         for idx, row in matches.iterrows():
             used.add(idx)
-            records.append({**base, **{c: row[f"__{c}"] for c in metrics}, **_run_columns(row)})
+            records.append(_record(spec, base, row, groups, printed, rel))
     if spec.get("extra_rows") and not repro.empty:
-        label = spec.get("label")
-        loose = repro[(repro["row_label"].map(norm) == norm(label))
-                      & repro["paper_dataset"].eq(pub["dataset"].iloc[0])
-                      & repro["backbone"].isin(_run_backbones(spec, spec.get("backbone")))]
-        for idx, row in loose.iterrows():
-            if idx in used:
-                continue
-            base = {c: "" for c in descriptive}
-            base["dataset"] = row["paper_dataset"]
-            for col, keys in spec.get("match", {}).items():
-                value = _config_value(row, keys)
-                base[col] = "" if value is None else f"{value:g}"
-            records.append({**base, **{c: row[f"__{c}"] for c in metrics}, **_run_columns(row)})
-    order = [*descriptive]
-    for col in metrics:
-        order += [f"paper_{col}", col] if col in printed else [col]
-    order += RUN_COLUMNS
-    frame = pd.DataFrame(records, columns=order)
+        records += _extra_rows(spec, pub, repro, used, descriptive, groups, printed)
+    frame = pd.DataFrame(records, columns=_columns(spec, descriptive, printed, records))
     frame["n"] = frame["n"].fillna(0).astype(int)
-    return frame, _note(name, frame)
+    return frame, _note(name, frame, excluded)
+
+
+def _extra_rows(spec, pub, repro, used, descriptive, groups, printed) -> list[dict]:
+    """Runs of the table's method whose settings match no published row (table 7's other hidden sizes)."""
+    loose = repro[(repro["row_label"].map(norm) == norm(spec.get("label")))
+                  & repro["paper_dataset"].eq(pub["dataset"].iloc[0])
+                  & repro["backbone"].isin(_run_backbones(spec, spec.get("backbone")))]
+    records = []
+    for idx, row in loose.iterrows():
+        if idx in used:
+            continue
+        base = {c: "" for c in descriptive}
+        base["dataset"] = row["paper_dataset"]
+        for col, keys in spec.get("match", {}).items():
+            value = _config_value(row, keys)
+            base[col] = "" if value is None else f"{value:g}"
+        records.append(_record(spec, base, row, groups, printed))
+    return records
+
+
+def _columns(spec, descriptive, printed, records) -> list[str]:
+    order = [*descriptive]
+    for col in spec["metrics"]:
+        order += [f"paper_{col}"] if col in printed else []
+        order += [col, *(f"{col}_{s}" for s in SPREAD)]
+    if "baseline" in spec:
+        order += VERSUS
+    order += [f"{col}_paper_inside_ci" for col in INSIDE if col in printed]
+    return order + RUN_COLUMNS
 
 
 def _run_columns(row) -> dict:
@@ -275,52 +388,143 @@ def _run_columns(row) -> dict:
             "run_point": row["point"], "run_backbone": row["backbone"]}
 
 
-def _note(name, frame) -> str:
+def _text_columns(name, frame) -> list[str]:
+    spec = TABLES[name]
+    return [c for c in frame.columns if not any(c == m or c == f"paper_{m}" for m in spec["metrics"])
+            and c not in VERSUS and c != "n"]
+
+
+def _estimate(row, col) -> "stats.Estimate":
+    return stats.Estimate(int(row["n"]), row.get(col, math.nan), row.get(f"{col}_sd", math.nan),
+                          row.get(f"{col}_lo", math.nan), row.get(f"{col}_hi", math.nan))
+
+
+def _interval_text(row, col) -> str:
+    """'0.63 [0.62, 0.64]' (a ratio: no sd shown), 'value (n = 1)' without an interval."""
+    value, lo, hi = (row.get(f"{col}{s}", math.nan) for s in ("", "_lo", "_hi"))
+    if not isinstance(value, float) or not math.isfinite(value):
+        return ""
+    if not math.isfinite(lo):
+        return f"{stats.number(value)} (n = 1)" if int(row["n"]) == 1 else stats.number(value)
+    return f"{stats.number(value)} [{stats.number(lo)}, {stats.number(hi)}]"
+
+
+def display(name, frame):
+    """The table as readers see it (markdown and LaTeX): one cell per figure, spread folded in."""
+    import pandas as pd
+
+    spec = TABLES[name]
+    shown = [c for c in frame.columns if not c.endswith(tuple(f"_{s}" for s in SPREAD))
+             and c not in VERSUS[1:5] and c not in ("gflops_rel_tsn_lo", "gflops_rel_tsn_hi")]
+    if frame[frame["n"] > 0]["run_dataset"].astype(str).str.startswith("synth-").all():
+        shown = [c for c in shown if not c.endswith("_paper_inside_ci")]
+    cells = {}
+    for col in shown:
+        if col in spec["metrics"]:
+            cells[col] = [stats.describe_text(_estimate(row, col)) for _, row in frame.iterrows()]
+        elif col == "top1_vs_tsn":
+            cells[col] = [stats.comparison_text(stats.Estimate(
+                int(row["top1_vs_tsn_n"]) if row["top1_vs_tsn_n"] == row["top1_vs_tsn_n"] else 0,
+                row["top1_vs_tsn"], math.nan, row["top1_vs_tsn_lo"], row["top1_vs_tsn_hi"], row["top1_vs_tsn_p"]))
+                for _, row in frame.iterrows()]
+        elif col == "gflops_rel_tsn":
+            cells[col] = [_interval_text(row, col) for _, row in frame.iterrows()]
+        elif col == "paper_gflops_rel_tsn":
+            cells[col] = [stats.number(v) for v in frame[col]]
+        else:
+            cells[col] = ["" if v is None or v != v else str(v) for v in frame[col]]
+    return pd.DataFrame(cells, columns=shown)
+
+
+def _note(name, frame, excluded) -> str:
     spec = TABLES[name]
     done = frame[frame["n"] > 0]
     source = spec.get("source", f"{SOURCE}, {spec['title'].split(':')[0]}")
-    lines = [f"Published: {source} (analysis/paper/{spec['csv']}); "
-             "`paper_` columns are the published numbers, the columns beside them are reproduced "
-             "(mean over seeds; n = number of seeds)."]
+    lines = [f"Published: {source} (analysis/paper/{spec['csv']}); `paper_` columns are the published "
+             "numbers, the columns beside them reproduced: mean ± sd [95% Student-t interval] over n seeds; "
+             "with n = 1 the single value, marked (n = 1): no spread can be given. run_* name the runs averaged."]
+    if "baseline" in spec:
+        lines.append("top1_vs_tsn: the run's Top-1 minus that of the `tsn` run on the same dataset and backbone, "
+                     "paired over their common seeds: mean difference [95% interval], p of a paired t-test "
+                     "(n = 1: one pair, no test). gflops_rel_tsn: the run's GFLOPs / TSN's, per seed, "
+                     "[95% interval]; paper_gflops_rel_tsn: the same ratio of the published rows "
+                     f"(against the published {spec['baseline']} row of the same dataset and backbone).")
+    if any(c.endswith("_pct") for c in spec["metrics"]):
+        lines.append("skip_pct, reuse_pct: the share of channel decisions that skip or reuse (%).")
+    if any(c.endswith("_paper_inside_ci") for c in frame.columns) and not done.empty \
+            and not done["run_dataset"].astype(str).str.startswith("synth-").all():
+        lines.append("<metric>_paper_inside_ci (real data): whether the published value lies inside the "
+                     "reproduced 95% interval (empty with n < 2).")
     if "note" in spec:
         lines.append(spec["note"])
+    lines.append(excluded_note(excluded))
     if done.empty:
         lines.append("No matching runs yet: published numbers only.")
-        return "\n".join(lines)
+        return "\n".join(filter(None, lines))
     datasets = sorted(set(done["run_dataset"]))
     backbones = sorted(set(done["run_backbone"]))
     lines.append(f"Reproduced numbers come from datasets {', '.join(datasets)} with backbones {', '.join(backbones)}.")
     if any(d.startswith("synth-") for d in datasets):
         lines.append("Synthetic datasets (synth-*) only stand in for the real ones: their accuracies and costs are "
-                     "not comparable with the published numbers in absolute terms; compare the ordering of methods.")
+                     "not comparable with the published numbers in absolute terms; compare the ordering of methods "
+                     "and the costs relative to TSN.")
     for run_bb, paper_bbs in spec.get("stand_ins", STAND_INS).items():
         if run_bb in backbones:
             lines.append(f"{run_bb} stands in for {' and '.join(paper_bbs)}.")
-    return "\n".join(lines)
+    return "\n".join(filter(None, lines))
 
 
-def _cell(value) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return ""
-    if isinstance(value, float):
-        if abs(value) >= 100:
-            return f"{value:.1f}"
-        if abs(value) >= 0.01 or value == 0:
-            return f"{value:.2f}"
-        return f"{value:.3g}"
-    return str(value).replace("|", "\\|")
+AGREEMENT_TITLE = "Published vs reproduced: rank agreement per table and dataset"
+AGREEMENT_NOTE = (
+    "One row per table and dataset with reproduced rows. tau_top1, tau_gflops: Kendall's tau-b (scipy.stats."
+    "kendalltau) between the published and the reproduced values (means over seeds) of the rows that have both, "
+    "by Top-1 and by GFLOPs: 1 = the same order, -1 = reversed, empty with fewer than 2 rows or a constant "
+    "column; p_*: its two-sided p-value (few rows give large p: 3 rows cannot reach p < 0.05); rows_*: how many "
+    "rows were ranked. inside_ci (real data only): how many published Top-1 and GFLOPs values lie inside the "
+    "reproduced 95% interval, of those with an interval (n >= 2); synthetic data cannot match published "
+    "values, so only the orderings and the costs relative to TSN (the tables' gflops_rel_tsn) are compared.")
 
 
-def to_markdown(name, frame, note: str) -> str:
-    title = TABLES[name]["title"]
-    lines = [f"# {title}", "", *[f"> {line}" for line in note.splitlines()], ""]
-    header = list(frame.columns)
-    lines.append("| " + " | ".join(header) + " |")
-    lines.append("|" + "|".join("---" for _ in header) + "|")
-    for _, row in frame.iterrows():
-        cells = [_cell(row[c]) if not (c == "n" and row[c] == 0) else "0" for c in header]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+def agreement(frames: dict) -> "object":
+    """Kendall tau of published vs reproduced rankings per (table, dataset), and the inside-interval count."""
+    import pandas as pd
+
+    records = []
+    for name, frame in frames.items():
+        done = frame[frame["n"] > 0]
+        for dataset, rows in done.groupby("dataset", sort=False):
+            record = {"table": name, "dataset": dataset}
+            for col in INSIDE:
+                if f"paper_{col}" not in rows.columns:
+                    continue
+                tau, p, count = stats.kendall(rows[f"paper_{col}"].map(_paper_number), rows[col])
+                record.update({f"tau_{col}": tau, f"p_{col}": p, f"rows_{col}": count})
+            checked = [v for col in INSIDE for v in rows.get(f"{col}_paper_inside_ci", pd.Series(dtype=str))
+                       if v in ("yes", "no")]
+            record["inside_ci"] = (f"{checked.count('yes')} of {len(checked)}" if checked else
+                                   "n/a (synthetic)" if str(rows["run_dataset"].iloc[0]).startswith("synth-") else "")
+            records.append(record)
+    columns = ["table", "dataset", "rows_top1", "tau_top1", "p_top1", "rows_gflops", "tau_gflops", "p_gflops",
+               "inside_ci"]
+    return pd.DataFrame(records, columns=columns)
+
+
+def agreement_display(agree):
+    shown = agree.copy()
+    for col in ("tau_top1", "tau_gflops"):
+        shown[col] = [stats.number(v) for v in agree[col]]
+    for col in ("p_top1", "p_gflops"):
+        shown[col] = [stats.p_text(v) for v in agree[col]]
+    for col in ("rows_top1", "rows_gflops"):
+        shown[col] = ["" if v != v else str(int(v)) for v in agree[col]]
+    return shown.astype(str)
+
+
+def agreement_line(rows) -> str:
+    """The agreement of one table in a sentence, for its note."""
+    parts = [f"{r['dataset']}: Top-1 {stats.number(r['tau_top1']) or '-'} ({int(r['rows_top1']) if r['rows_top1'] == r['rows_top1'] else 0} rows), "
+             f"GFLOPs {stats.number(r['tau_gflops']) or '-'}" for _, r in rows.iterrows()]
+    return ("Rank agreement with the published rows, Kendall's tau (agreement.md): " + "; ".join(parts) + ".") if parts else ""
 
 
 def check_published() -> None:

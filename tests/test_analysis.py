@@ -125,7 +125,12 @@ def test_tables_published_beside_reproduced(summary, tmp_path):
     assert (inc["n"] == "0").all()
     md = (out / "table1.md").read_text()
     assert "synth-sthv1" in md and "not comparable" in md and "resnet_tiny stands in for ResNet18" in md
-    assert "| 14.8 | 12.00 |" in md
+    # seeds 10 and 14: mean 12, sd = sqrt(8) = 2.83, half-width t(0.975, 1) * sd / sqrt(2) = 12.706 * 2 = 25.41
+    assert "| 14.8 | 12.00 ± 2.83 [-13.41, 37.41] |" in md
+    assert "| 36.9 | 40.00 (n = 1) |" in md  # one seed: said plainly, no interval
+    assert float(tsn["top1_sd"]) == pytest.approx(2.8284, abs=1e-3)
+    assert float(tsn["top1_lo"]) == pytest.approx(-13.4124, abs=1e-3) and float(tsn["top1_hi"]) == pytest.approx(37.4124, abs=1e-3)
+    assert "\\toprule" in (out / "table1.tex").read_text() and "\\pm" in (out / "table1.tex").read_text()
 
     t6 = pd.read_csv(out / "table6.csv", dtype=str, keep_default_na=False).set_index("method")
     assert float(t6.loc["AdaFuse-TSN-R18", "skip_pct"]) == pytest.approx(20.0)
@@ -197,7 +202,7 @@ def test_dynamic_inference_table(tmp_path):
     assert float(frames["top1"].iloc[0]) == 30.0 and frames["run_point"].iloc[0] == "default"
     md = (out / "dynamic.md").read_text()
     assert "Dynamic Inference slides" in md and "resnet_tiny stands in for ResNet50 and MSDNet-38" in md
-    assert "| 45.2 | 42.00 |" in md
+    assert "| 45.2 | 42.00 ± 2.83 [16.59, 67.41] |" in md
 
     # resnet_tiny stands in for ResNet50 only in the dynamic table: table 3 keeps it to ResNet18
     t3 = pd.read_csv(out / "table3.csv", dtype=str, keep_default_na=False)
@@ -249,3 +254,58 @@ def test_plot_curves_join_sweeps_and_eval_points_only():
                       "earlyexit/default": {"default", "thr 0.1"}, "tsn/default": {"default"}}
     labels = dict(zip(frame["point"] + "@" + frame["method"], frame["label"]))
     assert labels["skip-only@adafuse"] == "ADAFUSE (skip-only)" and labels["lam-hi@adafuse"] == "ADAFUSE"
+
+
+def test_runs_whose_status_is_not_ok_are_left_out_and_named(tmp_path):
+    root = tmp_path / "results"
+    for seed, top1 in ((0, 10.0), (1, 14.0)):
+        fake_metrics(root, "synth-sthv1", "tsn", seed=seed, top1=top1, gflops=2.0, paper_label="TSN")
+    for seed, top1 in ((0, 40.0), (1, 44.0)):
+        fake_metrics(root, "synth-sthv1", "adafuse", seed=seed, top1=top1, gflops=1.5, paper_label="AdaFuse")
+    bad = fake_metrics(root, "synth-sthv1", "tsn", seed=2, top1=99.0, gflops=2.0, paper_label="TSN")
+    bad.write_text(json.dumps({**json.loads(bad.read_text()), "status": "diverged: loss is nan"}))
+    summary = tmp_path / "summary.csv"
+    aggregate.run(SimpleNamespace(runs=[str(root / "runs")], metrics=[], out=str(summary)))
+    assert list(pd.read_csv(summary)["status"]).count("diverged: loss is nan") == 1
+    out = tmp_path / "tables"
+    tables.run(SimpleNamespace(summary=str(summary), out=str(out), tables=["table1"]))
+    t1 = pd.read_csv(out / "table1.csv", dtype=str, keep_default_na=False)
+    tsn = t1[(t1["method"] == "TSN") & (t1["backbone"] == "ResNet18")].iloc[0]
+    assert tsn["n"] == "2" and float(tsn["top1"]) == 12.0
+    # paired with TSN: 40 - 10 and 44 - 14 -> exactly +30; GFLOPs 1.5 / 2 = 0.75 beside the paper's 10.3 / 14.6
+    ada = t1[(t1["method"] == "AdaFuse-TSN") & (t1["backbone"] == "ResNet18")].iloc[0]
+    assert float(ada["top1_vs_tsn"]) == 30.0 and float(ada["top1_vs_tsn_p"]) == 0.0
+    assert float(ada["gflops_rel_tsn"]) == 0.75 and float(ada["paper_gflops_rel_tsn"]) == pytest.approx(10.3 / 14.6)
+    md = (out / "table1.md").read_text()
+    assert "synth-sthv1/tsn/default/resnet_tiny/seed2 (diverged: loss is nan)" in md
+    assert "| +30.00 [30.00, 30.00], p = < 0.001 | 0.75 [0.75, 0.75] | 0.71 |" in md
+    plots.run(SimpleNamespace(summary=str(summary), out=str(tmp_path / "plots"), datasets=["synth-sthv1"]))
+    plotted = pd.read_csv(tmp_path / "plots" / "pareto_synth-sthv1.csv")
+    assert list(plotted.sort_values("method")["n"]) == [2, 2] and plotted["top1"].max() == 42.0
+    # both points have 2 seeds: 95% interval of 40, 44 is 42 +- 25.41
+    assert plotted["top1_hi"].max() == pytest.approx(67.41, abs=1e-2)
+
+
+def test_agreement_kendall_and_published_inside_interval_on_real_data(tmp_path):
+    root = tmp_path / "results"
+    # real-data runs (no synth- prefix), ResNet18, Something-V1: published TSN 14.8 / LSTM 28.4 / AdaFuse 36.9
+    values = {"tsn": ("TSN", (14.0, 15.0, 16.0), 14.6), "lstm": ("LSTM", (20.0, 21.0, 22.0), 14.7),
+              "adafuse": ("AdaFuse", (35.0, 37.0, 39.0), 10.3)}
+    for method, (label, top1s, gflops) in values.items():
+        for seed, top1 in enumerate(top1s):
+            fake_metrics(root, "sthv1", method, backbone="resnet18", seed=seed, top1=top1, gflops=gflops,
+                         paper_label=label)
+    summary = tmp_path / "summary.csv"
+    aggregate.run(SimpleNamespace(runs=[str(root / "runs")], metrics=[], out=str(summary)))
+    out = tmp_path / "tables"
+    tables.run(SimpleNamespace(summary=str(summary), out=str(out), tables=["table3"]))
+    t3 = pd.read_csv(out / "table3.csv", dtype=str, keep_default_na=False)
+    rows = t3[(t3["dataset"] == "sthv1") & (t3["backbone"] == "ResNet18")].set_index("method")
+    # TSN 15 +- 2.48 contains 14.8; LSTM 21 +- 2.48 misses 28.4; AdaFuse 37 +- 4.97 contains 36.9
+    assert list(rows["top1_paper_inside_ci"]) == ["yes", "no", "yes"]
+    assert list(rows["gflops_paper_inside_ci"]) == ["yes", "yes", "yes"]   # exact GFLOPs equal to the paper's
+    agree = pd.read_csv(out / "agreement.csv", dtype=str, keep_default_na=False).set_index("dataset")
+    # same Top-1 order as published (14.8 < 28.4 < 36.9): tau 1; GFLOPs the same order: tau 1
+    assert float(agree.loc["sthv1", "tau_top1"]) == 1.0 and float(agree.loc["sthv1", "tau_gflops"]) == 1.0
+    assert agree.loc["sthv1", "rows_top1"] == "3" and agree.loc["sthv1", "inside_ci"] == "5 of 6"
+    assert "inside the reproduced 95% interval" in (out / "table3.md").read_text()
