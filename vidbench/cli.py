@@ -22,6 +22,7 @@ COMMANDS = {
     "aggregate": ("analysis.aggregate", "collect every metrics.json into summary.csv"),
     "tables": ("analysis.tables", "regenerate the paper's tables beside the published numbers"),
     "plots": ("analysis.plots", "draw accuracy-vs-GFLOPs Pareto plots"),
+    "claims": ("analysis.claims", "check the papers' claims on the runs (claims.md, .csv, .tex)"),
     "policy-plots": ("analysis.policy_plots", "draw AdaFuse's policy distributions (paper Figures 3 and 4)"),
 }
 
