@@ -1,14 +1,20 @@
 """`vidbench plots`: accuracy-vs-cost Pareto plots, one per dataset (PNG and PDF, plotted points as CSV).
 
-x = GFLOPs per video, y = Top-1 (%), marker size = parameters (M), colour = method, marker =
-backbone. Points are means over seeds. A method with several points (operating points or
-eval_points) is drawn as a curve in GFLOPs order; the Pareto front over all points (no other point
-has lower-or-equal GFLOPs and higher-or-equal Top-1) is a dashed step line.
+x = GFLOPs per video, y = Top-1 (%), marker size = parameters (M, a few rounded levels), each
+method (and backbone, when there are several) its own colour-blind-safe colour and marker shape.
+Points are means over seeds; error bars are the 95% Student-t interval over seeds (analysis/stats.py),
+drawn for points with n >= 2 (a point without bars comes from one seed). Runs whose status is not
+"ok" are left out (named in the plot's note below the axes and in the CSV's `status_note`). A method
+with several points (operating points or eval_points) is drawn as a curve in GFLOPs order; the Pareto
+front over all points (no other point has lower-or-equal GFLOPs and higher-or-equal Top-1) is a dashed
+step line.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
+from analysis import stats
+from analysis.aggregate import excluded_note, usable
 from vidbench.io import write_text
 
 
@@ -61,8 +67,9 @@ def points(summary, dataset, sweeps: dict[str, tuple] | None = None):
     agg = {"gflops": "mean", "top1": "mean", "title": "first"}
     if "params_m" in rows.columns:
         agg["params_m"] = "mean"
-    frame = rows.groupby(["method", "backbone", "trained_point", "point"], sort=False, dropna=False).agg(agg)
-    frame = frame.reset_index().dropna(subset=["gflops", "top1"])
+    keys = ["method", "backbone", "trained_point", "point"]
+    frame = rows.groupby(keys, sort=False, dropna=False).agg(agg).reset_index()
+    frame = frame.merge(_intervals(rows, keys), on=keys, how="left").dropna(subset=["gflops", "top1"])
     sweeps = sweeps or {}
     in_sweep = [tp in sweeps.get(m, ()) for m, tp in zip(frame["method"], frame["trained_point"])]
     frame["curve"] = [f"{m}/{'sweep' if s else tp}" for m, tp, s in zip(frame["method"], frame["trained_point"], in_sweep)]
@@ -71,6 +78,44 @@ def points(summary, dataset, sweeps: dict[str, tuple] | None = None):
     if "params_m" not in frame:
         frame["params_m"] = 1.0
     return frame.sort_values(["curve", "backbone", "gflops"]).reset_index(drop=True)
+
+
+def _intervals(rows, keys):
+    """n and the 95% Student-t interval of GFLOPs and Top-1 over seeds per point (NaN for one seed)."""
+    import pandas as pd
+
+    records = []
+    for key, group in rows.groupby(keys, sort=False, dropna=False):
+        record = {**dict(zip(keys, key)), "n": len(group)}
+        for col in ("gflops", "top1"):
+            est = stats.describe(group[col])
+            record[f"{col}_lo"], record[f"{col}_hi"] = est.lo, est.hi
+        records.append(record)
+    return pd.DataFrame(records, columns=[*keys, "n", "gflops_lo", "gflops_hi", "top1_lo", "top1_hi"])
+
+
+def _error_bars(ax, data, palette) -> None:
+    """95% intervals over seeds as error bars in each point's colour, where a point has n >= 2."""
+    bars = data[(data["n"] >= 2) & data["top1_lo"].notna()]
+    for _, row in bars.iterrows():
+        ax.errorbar(row["gflops"], row["top1"], color=palette[row["label"]], fmt="none", elinewidth=1.0,
+                    capsize=2.5, zorder=1.5,
+                    xerr=[[row["gflops"] - row["gflops_lo"]], [row["gflops_hi"] - row["gflops"]]],
+                    yerr=[[row["top1"] - row["top1_lo"]], [row["top1_hi"] - row["top1"]]])
+
+
+def _size_levels(params):
+    """Parameters rounded to 2 significant digits, so that near-equal sizes share one legend level."""
+    filled = params.fillna(params.mean() if params.notna().any() else 1.0)
+    return filled.map(lambda v: float(f"{v:.2g}"))
+
+
+def _caption(data, excluded) -> str:
+    seeds = sorted(set(data["n"])) if not data.empty else []
+    text = ("error bars: 95% Student-t interval over seeds (points with n >= 2); no bars: one seed"
+            + (f"; n per point: {', '.join(map(str, seeds))}" if seeds else ""))
+    note = excluded_note(excluded)
+    return f"{text}\n{note}" if note else text
 
 
 def plot_dataset(summary, dataset: str, out: Path) -> list[Path]:
@@ -82,22 +127,26 @@ def plot_dataset(summary, dataset: str, out: Path) -> list[Path]:
 
     from vidbench.plugins import discover
 
-    data = points(summary, dataset, {name: method.sweep for name, method in discover().items()})
+    ok, excluded = usable(summary)
+    excluded = excluded[excluded["dataset"].astype(str) == dataset]
+    data = points(ok, dataset, {name: method.sweep for name, method in discover().items()})
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
     if data.empty:
         ax.text(0.5, 0.5, "no runs yet", ha="center", va="center", transform=ax.transAxes)
     else:
+        if data["backbone"].nunique() > 1:
+            data["label"] = data["label"] + " / " + data["backbone"].astype(str)
         labels = sorted(data["label"].unique())
-        palette = dict(zip(labels, sns.color_palette("tab10" if len(labels) <= 10 else "husl", len(labels))))
+        # colour-blind-safe colours, and a marker shape per method, so that no two methods differ by hue alone
+        palette = dict(zip(labels, sns.color_palette("colorblind", len(labels))))
         for (_, _), curve in data.groupby(["curve", "backbone"], sort=False):
             if len(curve) > 1:
                 ax.plot(curve["gflops"], curve["top1"], color=palette[curve["label"].iloc[0]],
                         linewidth=1.2, alpha=0.7, zorder=1)
-        sizes = data["params_m"].fillna(data["params_m"].mean() if data["params_m"].notna().any() else 1.0)
-        sizes = sizes.map(lambda v: float(f"{v:.3g}"))  # legible size legend
-        sns.scatterplot(data=data.assign(params_m=sizes), x="gflops", y="top1", hue="label", hue_order=labels,
-                        palette=palette, size="params_m", sizes=(40, 320), style="backbone", ax=ax, zorder=2,
-                        edgecolor="black", linewidth=0.5)
+        _error_bars(ax, data, palette)
+        sns.scatterplot(data=data.assign(params_m=_size_levels(data["params_m"])), x="gflops", y="top1",
+                        hue="label", hue_order=labels, palette=palette, style="label", style_order=labels,
+                        size="params_m", sizes=(40, 320), ax=ax, zorder=2, edgecolor="black", linewidth=0.5)
         front = pareto_front(list(data["gflops"]), list(data["top1"]))
         data["on_front"] = data.index.isin(front)
         fx, fy = list(data["gflops"].iloc[front]), list(data["top1"].iloc[front])
@@ -112,6 +161,7 @@ def plot_dataset(summary, dataset: str, out: Path) -> list[Path]:
     ax.set_ylabel("Top-1 accuracy (%)")
     ax.set_title(f"{dataset}: accuracy vs. cost")
     ax.grid(True, alpha=0.3)
+    fig.text(0.01, -0.02, _caption(data, excluded), fontsize=7, va="top", ha="left", wrap=True)
     files = [out / f"pareto_{dataset}.png", out / f"pareto_{dataset}.pdf", out / f"pareto_{dataset}.csv"]
     fig.savefig(files[0], dpi=150, bbox_inches="tight")
     fig.savefig(files[1], bbox_inches="tight")
