@@ -9,7 +9,8 @@
 - policy_distribution.csv: the numbers behind Figure 3.
 
 Reads results/runs/<dataset>/<method>/<point>/<backbone>/seed<seed>/metrics.json (field `stats`, as
-written by `vidbench.policy.PolicyClassifier.summarize`); values are means over seeds.
+written by `vidbench.policy.PolicyClassifier.summarize`); values are means over the seeds whose
+`status` is "ok" (or absent); the others are left out and counted (`left_out` in the CSV and titles).
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from pathlib import Path
 
 ACTIONS = ("skip", "reuse", "keep")
 COLORS = {"skip": ("#f4a6a6", "#b22222"), "reuse": ("#ffd59e", "#d2691e"), "keep": ("#a6c8f4", "#1f4e9c")}
-PAPER_DIRS = (Path(__file__).resolve().parent / "paper", Path("/work/shared/paper"))
+PUBLISHED = Path(__file__).resolve().parent / "paper" / "fig3_policy_reuse_keep.csv"
 
 
 def add_arguments(parser):
@@ -33,13 +34,9 @@ def add_arguments(parser):
 
 
 def published_quotients() -> dict[str, float]:
-    for folder in PAPER_DIRS:
-        file = folder / "fig3_policy_reuse_keep.csv"
-        if file.is_file():
-            with file.open() as handle:
-                return {row["dataset"]: float(row["reuse_over_keep"]) for row in csv.DictReader(handle)
-                        if row.get("reuse_over_keep")}
-    return {}
+    with PUBLISHED.open() as handle:
+        return {row["dataset"]: float(row["reuse_over_keep"]) for row in csv.DictReader(handle)
+                if row.get("reuse_over_keep")}
 
 
 def paper_dataset(name: str) -> str:
@@ -65,13 +62,16 @@ def load_policies(runs, method="adafuse", point="default", backbone=None, datase
         if backbone:
             backbones = [b for b in backbones if b == backbone]
         for bb in backbones:
-            stats = []
+            stats, left_out = [], 0
             for file in sorted((base / bb).glob("seed*/metrics.json")):
-                data = json.loads(file.read_text()).get("stats") or {}
-                if all(a in data for a in ACTIONS):
+                metrics = json.loads(file.read_text())
+                data = metrics.get("stats") or {}
+                if str(metrics.get("status", "ok")).strip() != "ok":
+                    left_out += 1
+                elif all(a in data for a in ACTIONS):
                     stats.append(data)
             if stats:
-                found[dataset] = _average(stats, bb)
+                found[dataset] = {**_average(stats, bb), "left_out": left_out}
                 break
     return found
 
@@ -155,12 +155,12 @@ def plot_distribution(policies: dict, out: Path, point: str) -> list[Path]:
     plt.close(fig)
     with (out / "policy_distribution.csv").open("w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["dataset", "backbone", "seeds", *ACTIONS, "reuse_over_keep", "paper_reuse_over_keep",
-                         "static_share"])
+        writer.writerow(["dataset", "backbone", "seeds", "left_out", *ACTIONS, "reuse_over_keep",
+                         "paper_reuse_over_keep", "static_share"])
         for d in names:
             p = policies[d]
-            writer.writerow([d, p["backbone"], p["seeds"], *(p[a] for a in ACTIONS), p["reuse_over_keep"],
-                             published.get(paper_dataset(d), ""), p["static_share"]])
+            writer.writerow([d, p["backbone"], p["seeds"], p.get("left_out", 0), *(p[a] for a in ACTIONS),
+                             p["reuse_over_keep"], published.get(paper_dataset(d), ""), p["static_share"]])
     return files
 
 
@@ -200,7 +200,8 @@ def plot_blocks(dataset: str, policy: dict, out: Path) -> list[Path]:
     handles, names = stack.get_legend_handles_labels()
     fig.legend(handles, names, fontsize=7, loc="lower center", ncols=3, bbox_to_anchor=(0.5, -0.12))
     lines.legend(fontsize=7)
-    fig.suptitle(f"AdaFuse policy per block: {dataset} ({policy['backbone']}, {policy['seeds']} seed(s))")
+    left_out = f", {policy['left_out']} left out: status not ok" if policy.get("left_out") else ""
+    fig.suptitle(f"AdaFuse policy per block: {dataset} ({policy['backbone']}, {policy['seeds']} seed(s){left_out})")
     files = _save(fig, out, f"policy_blocks_{dataset}")
     plt.close(fig)
     return files

@@ -15,16 +15,18 @@ def fake_stats(skip, reuse, keep, blocks=4):
             "static_share": 0.5}
 
 
-def write_run(root, dataset, seed, stats, point="default"):
+def write_run(root, dataset, seed, stats, point="default", status=None):
     folder = root / dataset / "adafuse" / point / "resnet_tiny" / f"seed{seed}"
     folder.mkdir(parents=True)
-    (folder / "metrics.json").write_text(json.dumps({"top1": 50.0, "gflops": 0.005, "stats": stats}))
+    metrics = {"top1": 50.0, "gflops": 0.005, "stats": stats, **({"status": status} if status else {})}
+    (folder / "metrics.json").write_text(json.dumps(metrics))
 
 
 def test_policy_plots_from_fake_runs(tmp_path):
     runs = tmp_path / "runs"
     write_run(runs, "synth-sthv1", 0, fake_stats(0.2, 0.3, 0.5))
     write_run(runs, "synth-sthv1", 1, fake_stats(0.2, 0.5, 0.3))
+    write_run(runs, "synth-sthv1", 2, fake_stats(0.9, 0.05, 0.05), status="diverged: loss is nan")  # left out
     write_run(runs, "synth-minikinetics", 0, fake_stats(0.3, 0.1, 0.6, blocks=2))
     write_run(runs, "synth-jester", 0, fake_stats(0.3, 0.1, 0.6), point="lam-hi")   # other point: ignored
     parser = argparse.ArgumentParser()
@@ -37,7 +39,7 @@ def test_policy_plots_from_fake_runs(tmp_path):
     rows = {r["dataset"]: r for r in csv.DictReader((out / "policy_distribution.csv").open())}
     assert float(rows["synth-sthv1"]["reuse"]) == pytest.approx(0.4)          # mean over two seeds
     assert float(rows["synth-sthv1"]["reuse_over_keep"]) == pytest.approx(1.0)
-    assert rows["synth-sthv1"]["seeds"] == "2"
+    assert rows["synth-sthv1"]["seeds"] == "2" and rows["synth-sthv1"]["left_out"] == "1"
     assert float(rows["synth-minikinetics"]["paper_reuse_over_keep"]) == pytest.approx(0.232)
 
 
