@@ -4,7 +4,8 @@
 #   snakemake --profile workflow/profiles/slurm --configfile my.yaml
 # A --configfile replaces default.yaml (it is not merged into it); --config KEY=VALUE overrides one key.
 # DAG: synth -> prepare [-> extract_shard x N -> index_frames, for datasets with `extract`] -> train
-#      -> evaluate -> aggregate -> tables, plots (rules in workflow/rules/).
+#      -> evaluate -> aggregate -> tables, claims, plots (rules in workflow/rules/).
+# Afterwards `snakemake --report report.html` gathers tables, claims and plots into one page.
 
 configfile: "workflow/config/default.yaml"
 
@@ -20,6 +21,7 @@ rule all:
     input:
         SUMMARY,
         TABLE_FILES,
+        CLAIM_FILES,
         PLOT_FILES,
         POLICY_PLOT_FILES if POLICY_RUNS else [],
     default_target: True

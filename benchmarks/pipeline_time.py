@@ -3,12 +3,13 @@
     python benchmarks/pipeline_time.py [--cores 2] [--workdir /tmp/vidbench-bench]
 
 Runs `snakemake --cores N` with fresh data and results directories, prints the wall time against the
-10-minute budget, then the checks on results/summary.csv (default operating points, mean over seeds):
-TSM and LSTM beat TSN by >= 15 Top-1 points on each temporal dataset; TSN is within 5 points of the best
-on synth-minikinetics; AdaFuse spends <= 80% of TSN's GFLOPs everywhere, beats TSN by >= 10 points on
-the temporal datasets, and reuses more (reuse/keep) on each temporal dataset than on synth-minikinetics;
-the random policy lands within 5% of AdaFuse's GFLOPs; early exit's threshold sweeps cost more as the
-threshold rises.
+10-minute budget, then the checks on results/summary.csv (default operating points, runs whose status is
+ok; differences paired over seeds with their 95% Student-t interval, analysis/stats.py): TSN, TSM, LSTM
+and AdaFuse have >= 3 seeds on every dataset; TSM and LSTM beat TSN by >= 15 Top-1 points on each
+temporal dataset and AdaFuse by >= 10, each with an interval above 0; TSN is within 5 points of the
+best on synth-minikinetics; AdaFuse spends <= 80% of TSN's GFLOPs everywhere and reuses more
+(reuse/keep) on each temporal dataset than on synth-minikinetics; the random policy lands within 5% of
+AdaFuse's GFLOPs; early exit's threshold sweeps cost more as the threshold rises.
 """
 from __future__ import annotations
 
@@ -21,7 +22,12 @@ from pathlib import Path
 
 import pandas as pd
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # analysis/ from the checkout
+from analysis import stats  # noqa: E402
+from analysis.aggregate import usable  # noqa: E402
+
 BUDGET_S = 600
+SEEDED = ("tsn", "tsm", "lstm", "adafuse")  # default points with >= 3 seeds in the default run
 TEMPORAL = ("synth-sthv1", "synth-sthv2", "synth-jester")
 APPEARANCE = "synth-minikinetics"
 
@@ -42,29 +48,49 @@ def threshold_of(point: str) -> float:
     return {"first exit": -1.0, "no early exit": 2.0}.get(point, float("nan"))
 
 
+def _seeds(summary, dataset, method) -> dict[int, dict]:
+    rows = summary[(summary["dataset"] == dataset) & (summary["method"] == method) & (summary["point"] == "default")]
+    return {int(seed): row for seed, row in zip(rows["seed"], rows.to_dict("records"))}
+
+
+def _paired(summary, dataset, a, b, column="top1") -> stats.Estimate:
+    runs_a, runs_b = _seeds(summary, dataset, a), _seeds(summary, dataset, b)
+    return stats.paired({s: r[column] for s, r in runs_a.items()}, {s: r[column] for s, r in runs_b.items()})
+
+
+def _interval(est: stats.Estimate) -> str:
+    return f"[{est.lo:+.1f}, {est.hi:+.1f}], n = {est.n}" if est.has_interval else f"n = {est.n}"
+
+
 def checks(summary: pd.DataFrame) -> list[tuple[str, bool]]:
+    summary, _ = usable(summary)
     main = summary[summary["point"] == "default"].groupby(["dataset", "method"]).mean(numeric_only=True)
     top1, gflops = main["top1"], main["gflops"]
     methods = set(main.index.get_level_values("method"))
+    datasets = list(main.index.get_level_values("dataset").unique())
     results = []
 
     def check(text, ok):
         results.append((text, bool(ok)))
 
+    for dataset in datasets:
+        counts = {m: len(_seeds(summary, dataset, m)) for m in SEEDED if m in methods}
+        check(f"{dataset}: seeds {counts} (>= 3 each)", all(n >= 3 for n in counts.values()))
     for dataset in TEMPORAL:
-        for method in {"tsm", "lstm", "adafuse"} & methods:
+        for method in sorted({"tsm", "lstm", "adafuse"} & methods):
             margin = 10 if method == "adafuse" else 15
-            gap = top1[dataset, method] - top1[dataset, "tsn"]
-            check(f"{dataset}: {method} - tsn = {gap:+.1f} top-1 points (>= {margin})", gap >= margin)
-    if APPEARANCE in main.index.get_level_values("dataset"):
+            gap = _paired(summary, dataset, method, "tsn")
+            check(f"{dataset}: {method} - tsn = {gap.mean:+.1f} top-1 points {_interval(gap)} (>= {margin}, "
+                  "interval above 0)", gap.mean >= margin and gap.has_interval and gap.lo > 0)
+    if APPEARANCE in datasets:
         best = top1[APPEARANCE].max()
         check(f"{APPEARANCE}: best - tsn = {best - top1[APPEARANCE, 'tsn']:.1f} points (<= 5)",
               best - top1[APPEARANCE, "tsn"] <= 5)
-    for dataset in main.index.get_level_values("dataset").unique():
+    for dataset in datasets:
         if "adafuse" in methods:
             share = gflops[dataset, "adafuse"] / gflops[dataset, "tsn"]
             check(f"{dataset}: adafuse spends {share:.0%} of tsn's GFLOPs (<= 80%)", share <= 0.8)
-        if "random" in methods:
+        if (dataset, "random") in gflops.index:
             off = abs(gflops[dataset, "random"] / gflops[dataset, "adafuse"] - 1)
             check(f"{dataset}: random is {off:.1%} off adafuse's GFLOPs (<= 5%)", off <= 0.05)
     if "adafuse" in methods and "reuse_over_keep" in main.columns:

@@ -24,10 +24,14 @@ MANIFESTS = {
     "tsn": {"title": "TSN", "citation": "Wang et al. 2016", "paper_label": "TSN", "defaults": {"dropout": 0.8}},
     "adafuse": {"title": "AdaFuse", "citation": "Meng et al. 2021", "paper_label": "AdaFuse-TSN",
                 "defaults": {"lam": 0.1, "hidden": 512, "tau": 0.67},
-                "operating_points": {"default": {}, "lam0.05": {"lam": 0.05, "hidden": 256}}},
+                "operating_points": {"default": {}, "lam0.05": {"lam": 0.05, "hidden": 256}, "skip-only": {},
+                                     "reuse-only": {}, "lam-hi": {"lam": 0.2}}},
     "random": {"title": "Random policy", "citation": "Meng et al. 2021", "paper_label": "Random",
                "requires": ["adafuse"]},
     "lstm": {"title": "LSTM", "citation": "Meng et al. 2021", "paper_label": "LSTM"},
+    # the other methods default.yaml names (its per-method seeds and the runs it leaves out)
+    **{name: {"title": name, "citation": "-"} for name in ("tsm", "cgnet", "threshold", "earlyexit",
+                                                           "earlyexit_frames", "earlyexit_msdnet")},
 }
 
 
@@ -61,11 +65,13 @@ def test_default_config_validates(methods):
 
 
 def test_schema_defaults_match_default_yaml(methods, tmp_path):
-    """A config naming only its datasets gets exactly the default.yaml settings."""
+    """A config naming only its datasets gets exactly the default.yaml settings, except the runs
+    default.yaml leaves out: those name its synthetic datasets, so the schema's default is none."""
     full = yaml.safe_load(DEFAULT.read_text())
     minimal = cfg.load_config(write_config(tmp_path, {"datasets": full["datasets"]}))
-    for key in full:
+    for key in set(full) - {"exclude_runs"}:
         assert minimal[key] == full[key], key
+    assert minimal["exclude_runs"] == []
 
 
 def test_unknown_key_names_file_line_and_key(methods, tmp_path):
@@ -96,7 +102,8 @@ def test_unknown_names(methods, tmp_path):
     with pytest.raises(InputError, match=r"'ucf101' is not allowed at datasets.x.format"):
         cfg.load_config(write_config(tmp_path, {**base, "datasets": {"x": {"format": "ucf101", "synthetic": {}}}}))
     with pytest.raises(InputError, match=r"dataset root '/nonexistent/sth' of datasets.sthv1 does not exist"):
-        cfg.load_config(write_config(tmp_path, {**base, "datasets": {"sthv1": {"format": "sthv1", "root": "/nonexistent/sth"}}}))
+        cfg.load_config(write_config(tmp_path, {**base, "exclude_runs": [],
+                                                "datasets": {"sthv1": {"format": "sthv1", "root": "/nonexistent/sth"}}}))
     over = copy.deepcopy(base)
     over["datasets"]["synth-sthv1"]["methods"] = {"adafuse": {"lamda": 0.2}}
     with pytest.raises(InputError, match=r"unknown key 'lamda' in datasets.synth-sthv1.methods.adafuse"):
@@ -104,8 +111,8 @@ def test_unknown_names(methods, tmp_path):
     config = cfg.load_config(DEFAULT)
     with pytest.raises(InputError, match=r"unknown dataset 'synth-ucf'"):
         cfg.resolve_run(config, "synth-ucf", "tsn", "default", "resnet_tiny", 0)
-    with pytest.raises(InputError, match=r"unknown method 'tsm'"):
-        cfg.resolve_run(config, "synth-sthv1", "tsm", "default", "resnet_tiny", 0)
+    with pytest.raises(InputError, match=r"unknown method 'x3d'"):
+        cfg.resolve_run(config, "synth-sthv1", "x3d", "default", "resnet_tiny", 0)
     with pytest.raises(InputError, match=r"unknown backbone 'vgg16'"):
         cfg.resolve_run(config, "synth-sthv1", "tsn", "default", "vgg16", 0)
     with pytest.raises(InputError, match=r"unknown operating point 'lam9'"):
@@ -169,10 +176,11 @@ def test_seeds_per_method_and_per_point(methods, tmp_path):
     config = cfg.load_config(write_config(tmp_path, data))
     seeds = {}
     for dataset, method, point, _, seed in cfg.all_runs(config):
-        if dataset == "synth-sthv1":
+        if dataset == "synth-sthv1" and method in ("tsn", "adafuse", "random", "lstm"):
             seeds.setdefault((method, point), []).append(seed)
     assert seeds == {("tsn", "default"): [0, 1, 2], ("adafuse", "default"): [0, 1], ("adafuse", "lam0.05"): [5],
-                     ("random", "default"): [0], ("lstm", "default"): [0]}
+                     ("adafuse", "skip-only"): [5], ("adafuse", "reuse-only"): [5], ("random", "default"): [0],
+                     ("lstm", "default"): [0]}
     data["per_method"]["tsn"]["seeds"] = []
     with pytest.raises(InputError, match="per_method"):
         cfg.load_config(write_config(tmp_path, data))
@@ -196,11 +204,14 @@ def test_runs_include_every_discovered_method(methods):
     config = cfg.load_config(DEFAULT)
     found = {r[1] for r in cfg.runs(config)}
     assert found == set(discover())
-    assert len(cfg.runs(config)) == 4 * (1 + 2 + 1 + 1)  # tsn, adafuse's 2 points, random, lstm
-    write_method(methods, "cgnet", {"title": "CGNet", "citation": "Hua et al. 2019"})
+    # default.yaml: 3 seeds of tsn, tsm, lstm, adafuse/default on 4 datasets (48); adafuse's lam0.05 on 4,
+    # skip-only and reuse-only on synth-sthv1, lam-hi on synth-sthv2 (7); random (3 seeds), cgnet, threshold,
+    # earlyexit_frames and earlyexit_msdnet on synth-sthv1 (7); earlyexit on synth-sthv1 and -sthv2 (2)
+    assert len(cfg.runs(config)) == 48 + 7 + 7 + 2
+    write_method(methods, "pooling", {"title": "Pooling", "citation": "-"})
     (methods / "_template").mkdir()
     (methods / "_template" / "method.yaml").write_text("title: x\ncitation: y\n")
-    assert {r[1] for r in cfg.runs(cfg.load_config(DEFAULT))} == {"tsn", "adafuse", "random", "lstm", "cgnet"}
+    assert {r[1] for r in cfg.runs(cfg.load_config(DEFAULT))} == set(MANIFESTS) | {"pooling"}
     config["exclude_methods"] = ["adafuse"]
     config["points"] = {}
     assert "adafuse" not in {r[1] for r in cfg.runs(config)}
@@ -224,12 +235,13 @@ def test_snakemake_dry_run_lists_whole_plan(methods, tmp_path):
     assert res.returncode == 0, res.stderr + res.stdout
     counts = _counts(res)
     assert counts["synth"] == 4 and counts["prepare"] == 4
-    assert counts["train"] == 20 and counts["evaluate"] == 20
+    assert counts["train"] == 64 and counts["evaluate"] == 64  # as test_runs_include_every_discovered_method
     assert counts["aggregate"] == counts["tables"] == counts["plots"] == 1
     # a --configfile replaces default.yaml; a bad key stops before any job
     res = _snakemake("--configfile", str(TEST), "--config", f"results={tmp_path}/r2", env=env)
     assert res.returncode == 0, res.stderr + res.stdout
-    assert _counts(res)["train"] == 2 * 5 and _counts(res)["synth"] == 2  # test.yaml's 2 datasets only
+    # test.yaml's 2 datasets only, one seed of every method and point: 9 methods, adafuse with 5 points
+    assert _counts(res)["train"] == 2 * 14 and _counts(res)["synth"] == 2
     bad = write_config(tmp_path, {**yaml.safe_load(TEST.read_text()), "seed": [1]}, "bad.yaml")
     res = _snakemake("--configfile", str(bad), env=env)
     assert res.returncode != 0 and "unknown key 'seed'" in res.stdout + res.stderr and "bad.yaml" in res.stdout + res.stderr

@@ -1,11 +1,14 @@
 """One small end-to-end run of the workflow on a copy of the project, with a copied example method.
 
 It checks what a user relies on: a new directory under methods/ appears in the plan, in summary.csv and
-in the plots with no other edit; every stage writes its outputs; a second run has nothing to do.
+in the plots with no other edit; every stage writes its outputs; `snakemake --report` embeds the tables,
+claims and plots in one page; a second run has nothing to do.
 """
 from __future__ import annotations
 
+import base64
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -36,6 +39,12 @@ def snakemake(project: Path, *args) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, env=env)
 
 
+def embedded_files(html: str) -> dict[str, bytes]:
+    """path -> content of every result a Snakemake report embeds (as base64 data URIs)."""
+    pattern = r'"([^"]+)": \{"name": "[^"]*", .*?"data_uri": "data:[^"]*?;base64,([^"]*)"'
+    return {path: base64.b64decode(data) for path, data in re.findall(pattern, html)}
+
+
 @pytest.mark.slow
 def test_workflow_end_to_end_with_a_copied_method(tmp_path):
     project = copy_project(tmp_path / "project")
@@ -61,6 +70,18 @@ def test_workflow_end_to_end_with_a_copied_method(tmp_path):
     assert "pooling_copy" in (results / "plots" / "pareto_synth-sthv1.csv").read_text()
     for table in ("table1", "table3", "table6"):
         assert (results / "tables" / f"{table}.md").read_text().count("|") > 10
+        assert "\\toprule" in (results / "tables" / f"{table}.tex").read_text()
+    claims = (results / "claims.md").read_text()
+    assert "top1: adafuse - tsn" in claims and "| not enough seeds | one seed: no interval |" in claims  # seeds: [0]
+
+    report = snakemake(project, "--report", "report.html")
+    assert report.returncode == 0, report.stdout[-3000:] + report.stderr[-3000:]
+    embedded = embedded_files((project / "report.html").read_text())
+    shown = [f"tables/{name}.csv" for name in ("table1", "table3", "table6", "dynamic", "agreement")]
+    shown += ["claims.csv", "plots/pareto_synth-sthv1.png", "plots/policy_distribution.png"]
+    for name in shown:
+        path = f"{config['results']}/{name}"
+        assert embedded.get(path) == (project / path).read_bytes(), name
 
     again = snakemake(project, "-n")
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr

@@ -44,7 +44,9 @@ RUNS = all_runs(config, METHODS)  # configured runs plus the runs they `require`
 DATASETS = list(config["datasets"])
 EXTRACT_DATASETS = [d for d in DATASETS if "extract" in config["datasets"][d]]  # decoded once into frames
 SUMMARY = f"{RESULTS}/summary.csv"
-TABLE_FILES = [f"{RESULTS}/tables/{name}.{ext}" for name in table_names() for ext in ("md", "csv")]
+TABLES = [*table_names(), "agreement"]  # the paper's tables, then published-vs-reproduced rank agreement
+TABLE_FILES = [f"{RESULTS}/tables/{name}.{ext}" for name in TABLES for ext in ("md", "csv", "tex")]
+CLAIM_FILES = [f"{RESULTS}/claims.{ext}" for ext in ("md", "csv", "tex")]
 PLOT_FILES = [f"{RESULTS}/plots/pareto_{d}.{ext}" for d in DATASETS for ext in ("png", "pdf", "csv")]
 # AdaFuse's policy figures (paper Figures 3 and 4), when AdaFuse's default point runs.
 POLICY_RUNS = [run for run in RUNS if run[1] == "adafuse" and run[2] == "default"]

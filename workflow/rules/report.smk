@@ -1,4 +1,25 @@
-# Analysis: every run's metrics.json -> summary.csv -> paper tables and Pareto plots.
+# Analysis: every run's metrics.json -> summary.csv -> paper tables, claims and Pareto plots.
+# Tables, claims and plots are tagged with report(), so that `snakemake --report report.html` gathers
+# them into one self-contained page (captions in workflow/report/).
+
+report: "../report/workflow.rst"
+
+
+def table_output(path):
+    """A table file, its CSV shown in the report (each table's notes explain the columns in its .md)."""
+    name = path.rsplit("/", 1)[-1].split(".")[0]
+    if not path.endswith(".csv"):
+        return path
+    caption = "../report/agreement.rst" if name == "agreement" else "../report/table.rst"
+    return report(path, caption=caption, category="Tables", subcategory=name, labels={"table": name})
+
+
+def plot_output(path, caption, category):
+    """A figure, its PNG shown in the report."""
+    if not path.endswith(".png"):
+        return path
+    name = path.rsplit("/", 1)[-1][: -len(".png")]
+    return report(path, caption=caption, category=category, labels={"figure": name})
 
 
 rule aggregate:
@@ -21,7 +42,7 @@ rule tables:
     input:
         SUMMARY,
     output:
-        TABLE_FILES,
+        [table_output(path) for path in TABLE_FILES],
     params:
         out=output_dir,
     log:
@@ -35,11 +56,29 @@ rule tables:
         "python -m vidbench tables --summary {input:q} --out {params.out:q} > {log:q} 2>&1"
 
 
+rule claims:
+    input:
+        summary=SUMMARY,
+        claims="analysis/paper/claims.yaml",
+    output:
+        [report(path, caption="../report/claims.rst", category="Claims", labels={"file": "claims"})
+         if path.endswith(".csv") else path for path in CLAIM_FILES],
+    params:
+        out=RESULTS,
+    log:
+        f"{LOGS}/claims.log",
+    threads: 1
+    resources:
+        **LIGHT,
+    shell:
+        "vidbench claims --summary {input.summary:q} --claims {input.claims:q} --out {params.out:q} > {log:q} 2>&1"
+
+
 rule plots:
     input:
         SUMMARY,
     output:
-        PLOT_FILES,
+        [plot_output(path, "../report/pareto.rst", "Pareto plots") for path in PLOT_FILES],
     params:
         out=output_dir,
         datasets=DATASETS,
@@ -58,7 +97,7 @@ rule policy_plots:
     input:
         [metrics_path(run) for run in POLICY_RUNS],
     output:
-        POLICY_PLOT_FILES,
+        [plot_output(path, "../report/policy.rst", "Policy plots") for path in POLICY_PLOT_FILES],
     params:
         runs=runs_root,
         out=output_dir,
