@@ -309,3 +309,25 @@ def test_agreement_kendall_and_published_inside_interval_on_real_data(tmp_path):
     assert float(agree.loc["sthv1", "tau_top1"]) == 1.0 and float(agree.loc["sthv1", "tau_gflops"]) == 1.0
     assert agree.loc["sthv1", "rows_top1"] == "3" and agree.loc["sthv1", "inside_ci"] == "5 of 6"
     assert "inside the reproduced 95% interval" in (out / "table3.md").read_text()
+
+
+def test_error_bars_only_where_seeds_give_an_interval():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [("tsn", 0, 10.0), ("tsn", 1, 14.0), ("adafuse", 0, 40.0)]
+    summary = pd.DataFrame([{"dataset": "d", "method": m, "point": "default", "trained_point": "default",
+                             "backbone": "resnet_tiny", "seed": s, "gflops": 1.0, "top1": a, "title": m}
+                            for m, s, a in rows])
+    data = plots.points(summary, "d")
+    fig, ax = plt.subplots()
+    plots._error_bars(ax, data, {"tsn": "red", "adafuse": "blue"})
+    bars = [c for c in ax.containers if type(c).__name__ == "ErrorbarContainer"]
+    assert len(bars) == 1  # tsn: 2 seeds; adafuse: one seed, no bar
+    xerr, yerr = bars[0].lines[2]  # (data line, caps, (x bars, y bars))
+    # Top-1 10 and 14: 12 +- 25.41 (t(0.975, 1) = 12.706 times sd 2.83 / sqrt(2)); GFLOPs constant: no width
+    assert yerr.get_segments()[0][:, 1] == pytest.approx([12 - 25.412, 12 + 25.412], abs=1e-2)
+    assert xerr.get_segments()[0][:, 0] == pytest.approx([1.0, 1.0])
+    plt.close(fig)

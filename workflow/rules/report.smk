@@ -64,7 +64,7 @@ rule claims:
         [report(path, caption="../report/claims.rst", category="Claims", labels={"file": "claims"})
          if path.endswith(".csv") else path for path in CLAIM_FILES],
     params:
-        out=RESULTS,
+        out=lambda wildcards, output: output[0].rsplit("/", 1)[0],
     log:
         f"{LOGS}/claims.log",
     threads: 1
