@@ -104,6 +104,37 @@ def checks(summary: pd.DataFrame) -> list[tuple[str, bool]]:
     return results
 
 
+def figures(summary: pd.DataFrame) -> str:
+    """The README's table: Top-1 mean [95% interval] (n) per method and dataset, AdaFuse's GFLOPs
+    relative to TSN's and its reuse/keep, all over the seeds of the default points."""
+    summary, _ = usable(summary)
+    datasets = list(dict.fromkeys(summary["dataset"]))
+    lines = ["| Top-1 (%), mean [95% interval] (n) | " + " | ".join(datasets) + " |",
+             "|---|" + "---|" * len(datasets)]
+
+    def cell(est: stats.Estimate, digits=1) -> str:
+        if est.n == 0:
+            return ""
+        if not est.has_interval:
+            return f"{est.mean:.{digits}f} (n = {est.n})"
+        return f"{est.mean:.{digits}f} [{est.lo:.{digits}f}, {est.hi:.{digits}f}] ({est.n})"
+
+    for method in SEEDED:
+        values = [cell(stats.describe(r["top1"] for r in _seeds(summary, d, method).values())) for d in datasets]
+        lines.append(f"| {method} | " + " | ".join(values) + " |")
+    rows = {
+        "adafuse - tsn, Top-1 points, paired": [cell(_paired(summary, d, "adafuse", "tsn")) for d in datasets],
+        "adafuse GFLOPs / tsn's": [cell(stats.paired_ratio(
+            {s: r["gflops"] for s, r in _seeds(summary, d, "adafuse").items()},
+            {s: r["gflops"] for s, r in _seeds(summary, d, "tsn").items()}), 2) for d in datasets],
+        "adafuse reuse/keep": [cell(stats.describe(r.get("reuse_over_keep", float("nan"))
+                                                   for r in _seeds(summary, d, "adafuse").values()), 2)
+                               for d in datasets],
+    }
+    lines += [f"| {name} | " + " | ".join(values) + " |" for name, values in rows.items()]
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cores", type=int, default=2)
@@ -117,6 +148,7 @@ def main() -> int:
         args.summary = args.workdir / "results" / "summary.csv"
     summary = pd.read_csv(args.summary)
     summary["threshold"] = summary["point"].map(threshold_of)
+    print(figures(summary))
     results = checks(summary)
     for text, ok in results:
         print(f"{'PASS' if ok else 'FAIL'}  {text}")
