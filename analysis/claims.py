@@ -237,4 +237,5 @@ def _measured_text(row) -> str:
         return ""
     if est.n < 2:
         return f"{stats.number(est.mean)} (n = 1)"
-    return f"{stats.number(est.mean)} [{stats.number(est.lo)}, {stats.number(est.hi)}], n = {est.n}, p = {stats.p_text(est.p)}"
+    measured = f"{stats.number(est.mean)} [{stats.number(est.lo)}, {stats.number(est.hi)}], n = {est.n}"
+    return ", ".join(filter(None, [measured, stats.p_clause(est.p)]))

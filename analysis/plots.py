@@ -1,7 +1,8 @@
 """`vidbench plots`: accuracy-vs-cost Pareto plots, one per dataset (PNG and PDF, plotted points as CSV).
 
-x = GFLOPs per video, y = Top-1 (%), marker size = parameters (M, a few rounded levels), each
-method (and backbone, when there are several) its own colour-blind-safe colour and marker shape.
+x = GFLOPs per video, y = Top-1 (%), marker size = parameters (M; the legend shows a few evenly
+spaced levels), colour = method (colour-blind-safe), marker shape = method and operating point (and
+backbone, when there are several).
 Points are means over seeds; error bars are the 95% Student-t interval over seeds (analysis/stats.py),
 drawn for points with n >= 2 (a point without bars comes from one seed). Runs whose status is not
 "ok" are left out (named in the plot's note below the axes and in the CSV's `status_note`). A method
@@ -104,6 +105,15 @@ def _error_bars(ax, data, palette) -> None:
                     yerr=[[row["top1"] - row["top1_lo"]], [row["top1_hi"] - row["top1"]]])
 
 
+def _palette(data, sns) -> dict:
+    """label -> colour: one colour-blind-safe colour per method (its variants share it and differ by
+    marker shape, as every label does), so that no two methods differ by a near-identical hue."""
+    titles = sorted(data["title"].astype(str).unique())
+    colours = sns.color_palette("colorblind" if len(titles) <= 10 else "husl", len(titles))
+    of_title = dict(zip(titles, colours))
+    return {label: of_title[str(title)] for label, title in zip(data["label"], data["title"])}
+
+
 def _size_levels(params):
     """Parameters rounded to 2 significant digits, so that near-equal sizes share one legend level."""
     filled = params.fillna(params.mean() if params.notna().any() else 1.0)
@@ -137,8 +147,7 @@ def plot_dataset(summary, dataset: str, out: Path) -> list[Path]:
         if data["backbone"].nunique() > 1:
             data["label"] = data["label"] + " / " + data["backbone"].astype(str)
         labels = sorted(data["label"].unique())
-        # colour-blind-safe colours, and a marker shape per method, so that no two methods differ by hue alone
-        palette = dict(zip(labels, sns.color_palette("colorblind", len(labels))))
+        palette = _palette(data, sns)
         for (_, _), curve in data.groupby(["curve", "backbone"], sort=False):
             if len(curve) > 1:
                 ax.plot(curve["gflops"], curve["top1"], color=palette[curve["label"].iloc[0]],
@@ -146,7 +155,8 @@ def plot_dataset(summary, dataset: str, out: Path) -> list[Path]:
         _error_bars(ax, data, palette)
         sns.scatterplot(data=data.assign(params_m=_size_levels(data["params_m"])), x="gflops", y="top1",
                         hue="label", hue_order=labels, palette=palette, style="label", style_order=labels,
-                        size="params_m", sizes=(40, 320), ax=ax, zorder=2, edgecolor="black", linewidth=0.5)
+                        size="params_m", sizes=(40, 320), legend="brief", ax=ax, zorder=2, edgecolor="black",
+                        linewidth=0.5)
         front = pareto_front(list(data["gflops"]), list(data["top1"]))
         data["on_front"] = data.index.isin(front)
         fx, fy = list(data["gflops"].iloc[front]), list(data["top1"].iloc[front])

@@ -156,10 +156,16 @@ def comparison_text(estimate: Estimate) -> str:
     mean = ("+" if estimate.mean > 0 else "") + number(estimate.mean)
     if estimate.n < 2:
         return f"{mean} (n = 1)"
-    return f"{mean} [{number(estimate.lo)}, {number(estimate.hi)}], p = {p_text(estimate.p)}"
+    return f"{mean} [{number(estimate.lo)}, {number(estimate.hi)}], {p_clause(estimate.p)}"
 
 
 def p_text(p: float) -> str:
     if not math.isfinite(p):
         return ""
     return "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def p_clause(p: float) -> str:
+    """'p = 0.063', 'p < 0.001', '' without a p-value."""
+    text = p_text(p)
+    return "" if not text else f"p {text}" if text.startswith("<") else f"p = {text}"

@@ -278,7 +278,7 @@ def test_runs_whose_status_is_not_ok_are_left_out_and_named(tmp_path):
     assert float(ada["gflops_rel_tsn"]) == 0.75 and float(ada["paper_gflops_rel_tsn"]) == pytest.approx(10.3 / 14.6)
     md = (out / "table1.md").read_text()
     assert "synth-sthv1/tsn/default/resnet_tiny/seed2 (diverged: loss is nan)" in md
-    assert "| +30.00 [30.00, 30.00], p = < 0.001 | 0.75 [0.75, 0.75] | 0.71 |" in md
+    assert "| +30.00 [30.00, 30.00], p < 0.001 | 0.75 [0.75, 0.75] | 0.71 |" in md
     plots.run(SimpleNamespace(summary=str(summary), out=str(tmp_path / "plots"), datasets=["synth-sthv1"]))
     plotted = pd.read_csv(tmp_path / "plots" / "pareto_synth-sthv1.csv")
     assert list(plotted.sort_values("method")["n"]) == [2, 2] and plotted["top1"].max() == 42.0
