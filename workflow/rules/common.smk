@@ -93,6 +93,23 @@ def metrics_path(run):
     return os.path.join(run_dir(config, *run), "metrics.json")
 
 
+def table_output(path):
+    """A table file, its CSV shown in the report (each table's notes explain the columns in its .md)."""
+    name, extension = os.path.splitext(os.path.basename(path))
+    if extension != ".csv":
+        return path
+    caption = "../report/agreement.rst" if name == "agreement" else "../report/table.rst"
+    return report(path, caption=caption, category="Tables", subcategory=name, labels={"table": name})
+
+
+def plot_output(path, caption, category):
+    """A figure, its PNG shown in the report."""
+    name, extension = os.path.splitext(os.path.basename(path))
+    if extension != ".png":
+        return path
+    return report(path, caption=caption, category=category, labels={"figure": name})
+
+
 def output_dir(wc, output):
     """The directory of a rule's first output: where its command writes."""
     return os.path.dirname(output[0])

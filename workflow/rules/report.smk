@@ -5,23 +5,6 @@
 report: "../report/workflow.rst"
 
 
-def table_output(path):
-    """A table file, its CSV shown in the report (each table's notes explain the columns in its .md)."""
-    name = path.rsplit("/", 1)[-1].split(".")[0]
-    if not path.endswith(".csv"):
-        return path
-    caption = "../report/agreement.rst" if name == "agreement" else "../report/table.rst"
-    return report(path, caption=caption, category="Tables", subcategory=name, labels={"table": name})
-
-
-def plot_output(path, caption, category):
-    """A figure, its PNG shown in the report."""
-    if not path.endswith(".png"):
-        return path
-    name = path.rsplit("/", 1)[-1][: -len(".png")]
-    return report(path, caption=caption, category=category, labels={"figure": name})
-
-
 rule aggregate:
     input:
         [metrics_path(run) for run in RUNS],
@@ -64,14 +47,16 @@ rule claims:
         [report(path, caption="../report/claims.rst", category="Claims", labels={"file": "claims"})
          if path.endswith(".csv") else path for path in CLAIM_FILES],
     params:
-        out=lambda wildcards, output: output[0].rsplit("/", 1)[0],
+        out=output_dir,
     log:
         f"{LOGS}/claims.log",
     threads: 1
     resources:
         **LIGHT,
+    conda:
+        ENV
     shell:
-        "vidbench claims --summary {input.summary:q} --claims {input.claims:q} --out {params.out:q} > {log:q} 2>&1"
+        "python -m vidbench claims --summary {input.summary:q} --claims {input.claims:q} --out {params.out:q} > {log:q} 2>&1"
 
 
 rule plots:
