@@ -5,7 +5,7 @@ spaced levels), colour = method (colour-blind-safe), marker shape = method and o
 backbone, when there are several).
 Points are means over seeds; error bars are the 95% Student-t interval over seeds (analysis/stats.py),
 drawn for points with n >= 2 (a point without bars comes from one seed). Runs whose status is not
-"ok" are left out (named in the plot's note below the axes and in the CSV's `status_note`). A method
+"ok" are left out (named in the note below the axes). A method
 with several points (operating points or eval_points) is drawn as a curve in GFLOPs order; the Pareto
 front over all points (no other point has lower-or-equal GFLOPs and higher-or-equal Top-1) is a dashed
 step line.

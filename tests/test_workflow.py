@@ -67,7 +67,13 @@ def test_workflow_end_to_end_with_a_copied_method(tmp_path):
     assert (summary["gflops"] > 0).all() and summary["top1"].between(0, 100).all()
     assert (results / "plots" / "pareto_synth-sthv1.png").stat().st_size > 0
     assert (results / "plots" / "pareto_synth-sthv1.pdf").stat().st_size > 0
-    assert "pooling_copy" in (results / "plots" / "pareto_synth-sthv1.csv").read_text()
+    # a run is plotted when its status is ok; one epoch on 4 videos a class may leave a model degenerate
+    # (one class for every video), and then it is left out and named in the notes
+    plotted = set(pd.read_csv(results / "plots" / "pareto_synth-sthv1.csv")["method"])
+    ok = set(summary[summary["status"] == "ok"]["method"])
+    assert plotted == ok and "pooling_copy" in set(summary["method"])
+    if ok != methods:
+        assert "Left out:" in (results / "tables" / "table1.md").read_text()
     for table in ("table1", "table3", "table6"):
         assert (results / "tables" / f"{table}.md").read_text().count("|") > 10
         assert "\\toprule" in (results / "tables" / f"{table}.tex").read_text()
