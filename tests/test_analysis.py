@@ -110,7 +110,7 @@ def test_aggregate_empty_and_duplicates(tmp_path, results):
 
 def test_tables_published_beside_reproduced(summary, tmp_path):
     out = tmp_path / "tables"
-    tables.run(SimpleNamespace(summary=str(summary), out=str(out), tables=None))
+    tables.run(SimpleNamespace(summary=str(summary), out=str(out), tables=None, figure="final"))
     for name in tables.table_names():
         assert (out / f"{name}.md").is_file() and (out / f"{name}.csv").is_file()
     t1 = pd.read_csv(out / "table1.csv", dtype=str, keep_default_na=False)
@@ -173,7 +173,7 @@ def test_dynamic_inference_table(tmp_path):
     summary = tmp_path / "summary.csv"
     aggregate.run(SimpleNamespace(runs=[str(root / "runs")], metrics=[], out=str(summary)))
     out = tmp_path / "tables"
-    tables.run(SimpleNamespace(summary=str(summary), out=str(out), tables=["dynamic", "table3"]))
+    tables.run(SimpleNamespace(summary=str(summary), out=str(out), tables=["dynamic", "table3"], figure="final"))
 
     dyn = pd.read_csv(out / "dynamic.csv", dtype=str, keep_default_na=False)
     rows = {(r["method"], r["backbone"], r["dataset"]): r for _, r in dyn.iterrows()}
@@ -213,7 +213,7 @@ def test_dynamic_inference_table(tmp_path):
 def test_tables_without_runs(tmp_path):
     out = tmp_path / "summary.csv"
     aggregate.write_csv([], out)
-    tables.run(SimpleNamespace(summary=str(out), out=str(tmp_path / "t"), tables=None))
+    tables.run(SimpleNamespace(summary=str(out), out=str(tmp_path / "t"), tables=None, figure="final"))
     md = (tmp_path / "t" / "table3.md").read_text()
     assert "published numbers only" in md and "| 82.6 |" in md
     dyn = pd.read_csv(tmp_path / "t" / "dynamic.csv", dtype=str, keep_default_na=False)
@@ -268,7 +268,7 @@ def test_runs_whose_status_is_not_ok_are_left_out_and_named(tmp_path):
     aggregate.run(SimpleNamespace(runs=[str(root / "runs")], metrics=[], out=str(summary)))
     assert list(pd.read_csv(summary)["status"]).count("diverged: loss is nan") == 1
     out = tmp_path / "tables"
-    tables.run(SimpleNamespace(summary=str(summary), out=str(out), tables=["table1"]))
+    tables.run(SimpleNamespace(summary=str(summary), out=str(out), tables=["table1"], figure="final"))
     t1 = pd.read_csv(out / "table1.csv", dtype=str, keep_default_na=False)
     tsn = t1[(t1["method"] == "TSN") & (t1["backbone"] == "ResNet18")].iloc[0]
     assert tsn["n"] == "2" and float(tsn["top1"]) == 12.0
@@ -298,7 +298,7 @@ def test_agreement_kendall_and_published_inside_interval_on_real_data(tmp_path):
     summary = tmp_path / "summary.csv"
     aggregate.run(SimpleNamespace(runs=[str(root / "runs")], metrics=[], out=str(summary)))
     out = tmp_path / "tables"
-    tables.run(SimpleNamespace(summary=str(summary), out=str(out), tables=["table3"]))
+    tables.run(SimpleNamespace(summary=str(summary), out=str(out), tables=["table3"], figure="final"))
     t3 = pd.read_csv(out / "table3.csv", dtype=str, keep_default_na=False)
     rows = t3[(t3["dataset"] == "sthv1") & (t3["backbone"] == "ResNet18")].set_index("method")
     # TSN 15 +- 2.48 contains 14.8; LSTM 21 +- 2.48 misses 28.4; AdaFuse 37 +- 4.97 contains 36.9
@@ -331,3 +331,11 @@ def test_error_bars_only_where_seeds_give_an_interval():
     assert yerr.get_segments()[0][:, 1] == pytest.approx([12 - 25.412, 12 + 25.412], abs=1e-2)
     assert xerr.get_segments()[0][:, 0] == pytest.approx([1.0, 1.0])
     plt.close(fig)
+
+
+def test_tables_show_the_final_figure_unless_the_best_is_asked_for(tmp_path):
+    summary = pd.DataFrame([{"dataset": "synth-sthv1", "method": "tsn", "point": "default", "backbone": "resnet_tiny",
+                             "seed": 0, "top1": 40.0, "top1_best": 55.0, "gflops": 1.0}])
+    assert tables.with_figure(summary, "final")["top1"].tolist() == [40.0]
+    assert tables.with_figure(summary, "best")["top1"].tolist() == [55.0]
+    assert "optimistic" in tables.FIGURES["best"]

@@ -26,7 +26,7 @@ from vidbench.sources import ConfigSources, type_overrides
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA_PATH = ROOT / "workflow" / "schema" / "config.schema.yaml"
 DEFAULT_CONFIG = ROOT / "workflow" / "config" / "default.yaml"
-# sections a dataset may override; filled with defaults only at the top level
+# sections a dataset may override; filled with defaults only at the top level (like `tables`)
 SECTIONS = ("data", "model", "train", "eval", "resources")
 
 
@@ -108,7 +108,7 @@ def fill_defaults(config: dict) -> dict:
     for key, sub in top["properties"].items():
         if key not in config and "default" in sub:
             config[key] = copy.deepcopy(sub["default"])
-        if key in SECTIONS:
+        if key in (*SECTIONS, "tables"):
             for inner, inner_schema in _deref(sub)["properties"].items():
                 if inner not in config[key] and "default" in inner_schema:
                     config[key][inner] = copy.deepcopy(inner_schema["default"])

@@ -28,6 +28,7 @@ rule tables:
         [table_output(path) for path in TABLE_FILES],
     params:
         out=output_dir,
+        figure=config["tables"]["figure"],
     log:
         f"{LOGS}/tables.log",
     threads: 1
@@ -36,7 +37,8 @@ rule tables:
     conda:
         ENV
     shell:
-        "python -m vidbench tables --summary {input:q} --out {params.out:q} > {log:q} 2>&1"
+        "python -m vidbench tables --summary {input:q} --out {params.out:q} --figure {params.figure}"
+        " > {log:q} 2>&1"
 
 
 rule claims:
