@@ -30,3 +30,27 @@ def tiny_config(tmp_path_factory):
 def train_spec(tiny_config):
     """A fresh resolved spec of a TSN run (2 epochs) on the tiny dataset; tests may modify it."""
     return cfg.resolve_run(tiny_config, "synth-sthv1", "tsn", "default", "resnet_tiny", 0)
+
+
+@pytest.fixture
+def untrained_run(tiny_config, tmp_path):
+    """A factory: make(method, **model_overrides) -> the run directory `vidbench train` would leave for an
+    untrained model of `method` on the tiny dataset (spec.json and model.pt), so `evaluate` needs no training."""
+    from vidbench import io as vio
+    from vidbench.engine import SPEC_FILE, build_model, seed_everything
+    from vidbench.flops import count_params
+    from vidbench.train import FINAL
+
+    def make(method: str, **overrides):
+        spec = cfg.resolve_run(tiny_config, "synth-sthv1", method, "default", "resnet_tiny", 0)
+        spec["model"].update(overrides)
+        run_dir = tmp_path / method
+        seed_everything(spec["seed"])
+        model = build_model(spec)
+        vio.write_json(run_dir / SPEC_FILE, spec)
+        vio.save_torch({"spec": spec, "model": model.state_dict(), "costs": model.costs,
+                        "params": count_params(model), "train_time_s": 0.0, "skipped": 0, "unreadable": [],
+                        "history": []}, run_dir / FINAL)
+        return run_dir
+
+    return make

@@ -24,8 +24,10 @@ from vidbench.backbones import per_backbone
 from vidbench.errors import InputError, close_match
 
 MANIFEST_KEYS = {"title", "citation", "paper_label", "defaults", "operating_points", "default_points", "sweep",
-                 "requires", "description", "options"}
+                 "requires", "description", "options", "train_differs"}
 log = logging.getLogger(__name__)
+# output fields that may differ between training and evaluation mode beyond dropout and BatchNorm statistics
+OUTPUT_FIELDS = ("logits", "flops", "stats")
 
 
 def methods_dir() -> Path:
@@ -46,6 +48,7 @@ class Method:
     default_points: tuple = ("default",)  # the points a run takes unless its config lists others
     sweep: tuple = ()                      # points that form one accuracy-vs-FLOPs curve in the plots
     options: dict = field(default_factory=dict)  # option -> JSON schema of its allowed values
+    train_differs: tuple = ()              # OUTPUT_FIELDS that training mode computes differently (on purpose)
 
     def build(self, cfg: dict, *, backbone: str, **kwargs):
         """The method's model; options written per backbone ({resnet50: v, default: v}) are resolved first."""
@@ -153,10 +156,15 @@ def load_manifest(path: Path) -> Method:
     if not isinstance(options, dict) or not all(isinstance(rule, dict) for rule in options.values()):
         raise InputError(file, "options must map option names to JSON schemas", line=_key_line(file, "options"),
                          expected="options: {<option>: {enum: [...]} or {type: number, minimum: 0}, ...}")
+    train_differs = tuple(data.get("train_differs") or ())
+    if set(train_differs) - set(OUTPUT_FIELDS):
+        raise InputError(file, f"train_differs names unknown fields {sorted(set(train_differs) - set(OUTPUT_FIELDS))}",
+                         line=_key_line(file, "train_differs"), expected=f"fields among {list(OUTPUT_FIELDS)}")
     return Method(name=path.name, path=path, title=data["title"], citation=data["citation"],
                   paper_label=data.get("paper_label", data["title"]), defaults=data.get("defaults") or {},
                   operating_points=points, default_points=default_points, sweep=sweep,
-                  requires=tuple(data.get("requires") or ()), options=options)
+                  requires=tuple(data.get("requires") or ()), options=options,
+                  train_differs=train_differs)
 
 
 def _key_line(file: Path, key: str) -> int | None:

@@ -1,0 +1,67 @@
+"""The evaluator's numbers: metrics.json holds what the model in eval mode gives on the validation split,
+for every discovered method, and the same numbers on every evaluation."""
+import pytest
+import torch
+
+from vidbench import io as vio
+from vidbench.engine import build_model, load_spec, make_loader, seed_everything
+from vidbench.evaluate import evaluate
+from vidbench.metrics import accuracy
+from vidbench.plugins import discover
+from vidbench.train import FINAL
+
+# model overrides under which each dynamic method spends less than its dense cost on the untrained model
+DYNAMIC = {
+    "adafuse": {"init_std": 1.0},                      # varied (not all-keep) policy decisions
+    "random": {"distribution": [0.3, 0.3, 0.4]},
+    "threshold": {},
+    "cgnet": {},
+    "earlyexit": {"threshold": 0.0},                   # every video leaves at the first checkpoint
+    "earlyexit_frames": {"threshold": 0.0},
+    "earlyexit_msdnet": {"threshold": 0.0},
+}
+# a static method needs no override; random needs a distribution where no AdaFuse run is at hand
+OVERRIDES = {name: DYNAMIC.get(name, {}) for name in discover()}
+
+
+def eval_mode_outputs(run_dir):
+    """Per-video logits, labels and FLOPs of the trained model in eval mode, computed here, seeded as the
+    evaluator seeds (a method that samples at evaluation draws the same)."""
+    spec = load_spec(run_dir)
+    trained = vio.load_torch(run_dir / FINAL)
+    seed_everything(spec["seed"])
+    model = build_model(spec, trained["costs"])
+    model.load_state_dict(trained["model"])
+    model.eval()
+    loader = make_loader(spec, "val", train=False, batch_size=spec["eval"]["batch_size"])
+    logits, labels, flops = [], [], []
+    with torch.no_grad():
+        for clips, batch_labels, _ in loader:
+            out = model(clips)
+            logits.append(out.logits)
+            labels.append(batch_labels)
+            flops.append(out.flops.double())
+    return torch.cat(logits), torch.cat(labels), torch.cat(flops), model.dense_flops
+
+
+@pytest.mark.parametrize("method", sorted(OVERRIDES))
+def test_metrics_are_the_eval_mode_per_video_means(untrained_run, method):
+    run_dir = untrained_run(method, **OVERRIDES[method])
+    metrics = evaluate(run_dir, progress=False)
+    logits, labels, flops, dense = eval_mode_outputs(run_dir)
+    assert metrics["num_videos"] == len(labels)
+    assert metrics["gflops"] == pytest.approx(flops.mean().item() / 1e9, rel=1e-6)
+    assert metrics["dense_gflops"] == pytest.approx(dense / 1e9)
+    assert (metrics["top1"], metrics["top5"]) == pytest.approx(accuracy(logits, labels))
+    if method in DYNAMIC:   # the per-video mean, not the dense cost
+        assert flops.mean().item() < 0.98 * dense
+    else:
+        assert metrics["gflops"] == pytest.approx(metrics["dense_gflops"])
+
+
+@pytest.mark.parametrize("method", ["adafuse", "random", "earlyexit"])
+def test_evaluation_is_deterministic(untrained_run, method):
+    run_dir = untrained_run(method, **OVERRIDES[method])
+    first, second = evaluate(run_dir, progress=False), evaluate(run_dir, progress=False)
+    for key in ("top1", "top5", "gflops", "stats", "eval_points"):
+        assert first.get(key) == second.get(key), key
