@@ -3,12 +3,17 @@ from __future__ import annotations
 
 import pytest
 import yaml
+from hypothesis import settings
 
 from vidbench import config as cfg
 from vidbench.data.prepare import prepare
 from vidbench.data.synth import generate
 
 TEST_CONFIG = cfg.DEFAULT_CONFIG.parent / "test.yaml"
+
+# property tests: the same examples on every run (CI stays reproducible), no per-example deadline (shared CPUs)
+settings.register_profile("vidbench", derandomize=True, database=None, deadline=None, max_examples=60)
+settings.load_profile("vidbench")
 
 
 @pytest.fixture(scope="session")
