@@ -6,7 +6,7 @@ CORES ?= 2
 # extra pip options for building .venv, e.g. --extra-index-url https://download.pytorch.org/whl/cpu (CPU torch)
 PIP_ARGS ?=
 
-.PHONY: env demo test bench clean
+.PHONY: env demo test bench mutation clean
 
 env: $(BIN)/vidbench
 
@@ -24,6 +24,10 @@ test: env
 
 bench: env
 	PATH="$(CURDIR)/$(BIN):$$PATH" python benchmarks/pipeline_time.py
+
+# slow (hours on 2 cores): mutation testing of the result-bearing modules, not part of `make test` or CI
+mutation: env
+	benchmarks/mutation.sh
 
 clean:
 	rm -rf results data

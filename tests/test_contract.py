@@ -33,6 +33,7 @@ def model(plugin, tmp_path_factory):
     if plugin.requires:   # a run it reads: a stand-in metrics.json (what an AdaFuse-like evaluation writes)
         folder = tmp_path_factory.mktemp("requires")
         cfg["requires"] = {name: str(stand_in_metrics(folder / f"{name}.json")) for name in plugin.requires}
+    torch.manual_seed(0)
     built = plugin.build(cfg, backbone="resnet_tiny", num_classes=CLASSES, num_segments=T)
     return attach(built, (T, 3, SIZE, SIZE))
 

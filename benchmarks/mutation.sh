@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Mutation testing of the result-bearing modules with mutmut (slow: not part of `make test` or CI).
+#
+#   benchmarks/mutation.sh [MUTANT_GLOB ...]     e.g. benchmarks/mutation.sh 'vidbench.policy.*' 'vidbench_methods.*'
+#
+# mutmut names a mutant after its file's path, and the engine imports a method as the package
+# vidbench_methods.<name>: so the run works on a staged copy of the project in build/mutation/ in which
+# methods/ is copied to vidbench_methods/ and VIDBENCH_METHODS points there. Which modules are mutated
+# and which tests run is [tool.mutmut] in pyproject.toml; per mutant mutmut runs only the tests that
+# call the mutated function. Results stay in build/mutation/mutants/ (a rerun retries what changed);
+# MUTATION_FRESH=1 starts over. Summary: build/mutation/score.txt (benchmarks/mutation_score.py).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+STAGE=${MUTATION_DIR:-$ROOT/build/mutation}
+BIN=$ROOT/.venv/bin
+[[ "${MUTATION_FRESH:-0}" == 1 ]] && rm -rf "$STAGE"
+mkdir -p "$STAGE"
+# the sources as they are now, with their times (mutmut re-mutates a file only when it changed)
+rm -rf "$STAGE"/{vidbench,analysis,tests,workflow,vidbench_methods,pyproject.toml}
+cp -rp vidbench analysis tests workflow pyproject.toml "$STAGE/"
+cp -rp methods "$STAGE/vidbench_methods"
+cd "$STAGE"
+export VIDBENCH_METHODS=$STAGE/mutants/vidbench_methods
+export PATH="$BIN:$PATH"
+# one mutmut run per module pattern given (timed: build/mutation/times.txt), else one run over every module
+for pattern in "${@:-*}"; do
+    start=$SECONDS
+    "$BIN/mutmut" run --max-children "${MUTATION_JOBS:-2}" "$pattern" > "$STAGE/run-${pattern//\*/all}.log" 2>&1 || true
+    echo "$pattern $((SECONDS - start)) s $(date -u +%FT%TZ)" | tee -a "$STAGE/times.txt"
+done
+"$BIN/python" "$ROOT/benchmarks/mutation_score.py" "$STAGE/mutants" | tee "$STAGE/score.txt"

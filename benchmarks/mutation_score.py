@@ -1,0 +1,71 @@
+"""Per-module mutation score from mutmut's results (the .meta files under mutants/).
+
+    python benchmarks/mutation_score.py build/mutation/mutants [--equivalent benchmarks/mutation_equivalent.txt]
+
+Score = killed / (mutants - equivalent), where killed counts mutants a test failed on (or that timed
+out) and equivalent lists mutant names (one a line, '#' comments) that no test can tell from the
+original because they compute the same thing (the README lists each with its reason).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from collections import Counter
+from pathlib import Path
+
+KILLED = {1, 3, 36, 24, -24, 152, 255, 37}   # test failure, pytest error, timeouts, type check
+STATUS = {0: "survived", 33: "no tests", 5: "no tests", None: "not checked"}
+
+
+def read_equivalent(path) -> set[str]:
+    if not path or not Path(path).is_file():
+        return set()
+    lines = (line.split("#", 1)[0].strip() for line in Path(path).read_text().splitlines())
+    return {line for line in lines if line}
+
+
+def results(mutants_dir: Path) -> dict[str, dict[str, int | None]]:
+    """{module: {mutant name: exit code}}."""
+    out = {}
+    for meta in sorted(mutants_dir.rglob("*.py.meta")):
+        module = str(meta.relative_to(mutants_dir))[:-len(".py.meta")].replace("/", ".")
+        out[module] = json.loads(meta.read_text())["exit_code_by_key"]
+    return out
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("mutants", type=Path)
+    parser.add_argument("--equivalent", default=Path(__file__).with_name("mutation_equivalent.txt"))
+    args = parser.parse_args(argv)
+    equivalent = read_equivalent(args.equivalent)
+    total = Counter()
+    print(f"{'module':44} {'mutants':>7} {'killed':>6} {'equiv':>5} {'surv':>5} {'untested':>8}  score")
+    for module, codes in results(args.mutants).items():
+        if not codes:
+            continue
+        count = Counter()
+        for name, code in codes.items():
+            key = "equivalent" if name in equivalent else "killed" if code in KILLED else STATUS.get(code, "other")
+            count[key] += 1
+        count["all"] = len(codes)
+        total.update(count)
+        print(_row(module, count))
+    print(_row("TOTAL", total))
+    survivors = [name for codes in results(args.mutants).values() for name, code in codes.items()
+                 if code not in KILLED and name not in equivalent]
+    print(f"\nnot killed and not listed as equivalent ({len(survivors)}):")
+    for name in survivors:
+        print(" ", name)
+
+
+def _row(module, count) -> str:
+    scored = count["all"] - count["equivalent"]
+    score = f"{100 * count['killed'] / scored:.1f}%" if scored else "-"
+    untested = count["no tests"] + count["not checked"] + count["other"]
+    return (f"{module:44} {count['all']:7} {count['killed']:6} {count['equivalent']:5} {count['survived']:5} "
+            f"{untested:8}  {score}")
+
+
+if __name__ == "__main__":
+    main()
