@@ -1,6 +1,7 @@
 """Per-module mutation score from mutmut's results (the .meta files under mutants/).
 
     python benchmarks/mutation_score.py build/mutation/mutants [--equivalent benchmarks/mutation_equivalent.txt]
+    python benchmarks/mutation_score.py build/mutation/mutants --sample 20    # names of a seeded sample per module
 
 Score = killed / (mutants - equivalent), where killed counts mutants a test failed on (or that timed
 out) and equivalent lists mutant names (one a line, '#' comments) that no test can tell from the
@@ -10,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import random
 from collections import Counter
 from pathlib import Path
 
@@ -37,34 +40,51 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("mutants", type=Path)
     parser.add_argument("--equivalent", default=Path(__file__).with_name("mutation_equivalent.txt"))
+    parser.add_argument("--sample", type=int, help="print names of a seeded random sample of untried mutants, to make "
+                                                    "up this many tried ones a module")
     args = parser.parse_args(argv)
+    if args.sample:
+        for codes in results(args.mutants).values():
+            untried = sorted(name for name, code in codes.items() if code is None)
+            wanted = max(0, min(args.sample - (len(codes) - len(untried)), len(untried)))
+            print("\n".join(random.Random(0).sample(untried, wanted)))
+        return
     equivalent = read_equivalent(args.equivalent)
     total = Counter()
-    print(f"{'module':44} {'mutants':>7} {'killed':>6} {'equiv':>5} {'surv':>5} {'untested':>8}  score")
+    print(f"{'module':44} {'mutants':>7} {'tried':>5} {'killed':>6} {'equiv':>5} {'surv':>5}  score (95% interval)")
     for module, codes in results(args.mutants).items():
         if not codes:
             continue
-        count = Counter()
+        count = Counter(all=len(codes))
         for name, code in codes.items():
+            if code is None:     # not run (a sampled run tries some of a module's mutants)
+                continue
+            count["tried"] += 1
             key = "equivalent" if name in equivalent else "killed" if code in KILLED else STATUS.get(code, "other")
             count[key] += 1
-        count["all"] = len(codes)
         total.update(count)
         print(_row(module, count))
     print(_row("TOTAL", total))
     survivors = [name for codes in results(args.mutants).values() for name, code in codes.items()
-                 if code not in KILLED and name not in equivalent]
+                 if code is not None and code not in KILLED and name not in equivalent]
     print(f"\nnot killed and not listed as equivalent ({len(survivors)}):")
     for name in survivors:
         print(" ", name)
 
 
 def _row(module, count) -> str:
-    scored = count["all"] - count["equivalent"]
-    score = f"{100 * count['killed'] / scored:.1f}%" if scored else "-"
-    untested = count["no tests"] + count["not checked"] + count["other"]
-    return (f"{module:44} {count['all']:7} {count['killed']:6} {count['equivalent']:5} {count['survived']:5} "
-            f"{untested:8}  {score}")
+    scored = count["tried"] - count["equivalent"]
+    score = f"{100 * count['killed'] / scored:5.1f}% {wilson(count['killed'], scored)}" if scored else "-"
+    not_killed = scored - count["killed"]
+    return (f"{module:44} {count['all']:7} {count['tried']:5} {count['killed']:6} {count['equivalent']:5} "
+            f"{not_killed:5}  {score}")
+
+
+def wilson(killed: int, n: int, z: float = 1.96) -> str:
+    """95% Wilson interval of the kill rate, for a score measured on a sample of a module's mutants."""
+    p = killed / n
+    centre, half = (p + z * z / (2 * n)) / (1 + z * z / n), z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return f"[{100 * (centre - half):.0f}-{100 * (centre + half):.0f}%]"
 
 
 if __name__ == "__main__":

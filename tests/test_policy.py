@@ -150,3 +150,20 @@ def test_install_policies_selected_stages():
     assert [name for name, _ in installed] == ["layer4.0", "layer4.1"]
     assert installed[0][1].conv1_name == "backbone.layer4.0.conv1" and installed[0][1].channels == 512
     assert type(backbone.layer1[0].policy).__name__ == "PassPolicy"
+
+
+def test_static_share_weights_blocks_by_their_channels():
+    """layer1.0 (8 of resnet_tiny's 8 + 16 + 32 + 64 decided channels) never changes its action; every other
+    block alternates keep and skip over frames: the video's static share is 8 / 120, not a mean of blocks."""
+    def patterns(name, width):
+        if name == "layer1.0":
+            return torch.full((T, width), KEEP)
+        return torch.tensor([KEEP, SKIP] * (T // 2))[:, None].expand(T, width)
+
+    model = tiny_model(patterns).eval()
+    with torch.no_grad():
+        out = model(torch.randn(2, T, 3, 32, 32))
+    summary = model.summarize({k: v.double().mean(0).tolist() for k, v in out.stats.items()})
+    assert [row["static"] for row in summary["per_block"]] == [1.0, 0.0, 0.0, 0.0]
+    assert summary["static_share"] == pytest.approx(8 / 120)
+    assert summary["static"]["keep"] == pytest.approx(8 / 120) and summary["static"]["skip"] == 0
