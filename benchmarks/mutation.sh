@@ -8,7 +8,8 @@
 # methods/ is copied to vidbench_methods/ and VIDBENCH_METHODS points there. Which modules are mutated
 # and which tests run is [tool.mutmut] in pyproject.toml; per mutant mutmut runs only the tests that
 # call the mutated function. Results stay in build/mutation/mutants/ (a rerun retries what changed);
-# MUTATION_FRESH=1 starts over. Summary: build/mutation/score.txt (benchmarks/mutation_score.py).
+# MUTATION_FRESH=1 starts over; MUTATION_SAMPLE=N tries N seeded-random mutants a module; MUTATION_JOBS=N
+# parallel children (default 2). Summary: build/mutation/score.txt (benchmarks/mutation_score.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -23,10 +24,19 @@ cp -rp methods "$STAGE/vidbench_methods"
 cd "$STAGE"
 export VIDBENCH_METHODS=$STAGE/mutants/vidbench_methods
 export PATH="$BIN:$PATH"
-# one mutmut run per module pattern given (timed: build/mutation/times.txt), else one run over every module
-for pattern in "${@:-*}"; do
-    start=$SECONDS
-    "$BIN/mutmut" run --max-children "${MUTATION_JOBS:-2}" "$pattern" > "$STAGE/run-${pattern//\*/all}.log" 2>&1 || true
-    echo "$pattern $((SECONDS - start)) s $(date -u +%FT%TZ)" | tee -a "$STAGE/times.txt"
-done
+run() {   # one timed mutmut run: build/mutation/times.txt, its log build/mutation/run-<label>.log
+    local label=$1 start=$SECONDS
+    shift
+    "$BIN/mutmut" run --max-children "${MUTATION_JOBS:-2}" "$@" > "$STAGE/run-$label.log" 2>&1 || true
+    echo "$label $# patterns $((SECONDS - start)) s $(date -u +%FT%TZ)" | tee -a "$STAGE/times.txt"
+}
+if [[ -n "${MUTATION_SAMPLE:-}" ]]; then
+    # MUTATION_SAMPLE=N: N mutants a module, drawn with a fixed seed (a full run takes many hours on 2 cores).
+    # The first run generates every mutant and maps tests to functions (and tries vidbench.metrics, which is small).
+    run metrics 'vidbench.metrics.*'
+    mapfile -t names < <("$BIN/python" "$ROOT/benchmarks/mutation_score.py" "$STAGE/mutants" --sample "$MUTATION_SAMPLE")
+    run sample "${names[@]}"
+else
+    for pattern in "${@:-*}"; do run "${pattern//\*/all}" "$pattern"; done
+fi
 "$BIN/python" "$ROOT/benchmarks/mutation_score.py" "$STAGE/mutants" | tee "$STAGE/score.txt"

@@ -339,3 +339,34 @@ def test_tables_show_the_final_figure_unless_the_best_is_asked_for(tmp_path):
     assert tables.with_figure(summary, "final")["top1"].tolist() == [40.0]
     assert tables.with_figure(summary, "best")["top1"].tolist() == [55.0]
     assert "optimistic" in tables.FIGURES["best"]
+
+
+def test_every_summary_row_names_its_metrics_file_and_title(tmp_path):
+    file = fake_metrics(tmp_path, "synth-jester", "early_exit", eval_points=[{"point": "t0.5", "top1": 5.0,
+                                                                             "gflops": 0.1}])
+    data = json.loads(file.read_text())
+    del data["title"], data["paper_label"]
+    file.write_text(json.dumps(data))
+    rows = aggregate.rows_of(file)
+    assert [row["metrics"] for row in rows] == [str(file)] * 2          # the run and its eval point
+    assert {row["title"] for row in rows} == {row["paper_label"] for row in rows} == {"early_exit"}
+    data["eval_points"][0]["top5"] = "many"
+    file.write_text(json.dumps(data))
+    with pytest.raises(InputError, match=r"eval_points\[0\]\.top5 is 'many'"):
+        aggregate.rows_of(file)
+
+
+def test_gflops_below_one_stay_gflops_in_the_tables(tmp_path):
+    """Only the policy shares are fractions turned into percent; a small model's GFLOPs are not."""
+    fake_metrics(tmp_path, "synth-sthv1", "tsn", gflops=0.25, paper_label="TSN")
+    out = tmp_path / "summary.csv"
+    aggregate.run(SimpleNamespace(runs=[str(tmp_path / "runs")], metrics=[], out=str(out)))
+    frame, _ = tables.build_table("table1", aggregate.read_summary(out))
+    assert frame.loc[frame["n"] > 0, "gflops"].tolist() == [0.25]
+
+
+def test_tables_without_a_paper_label_column_match_by_method(tmp_path):
+    summary = pd.DataFrame([{"dataset": "synth-sthv1", "method": "TSN", "point": "default",
+                             "backbone": "resnet_tiny", "seed": 0, "top1": 20.0, "gflops": 0.5}])
+    frame, _ = tables.build_table("table1", summary)
+    assert frame.loc[frame["n"] > 0, "top1"].tolist() == [20.0]
