@@ -1,11 +1,12 @@
-"""Options a method's config sets reach its model, and CGNet's gate computes and learns as described
-(tests written for mutants that survived the rest of the suite: see the README, "Mutation testing")."""
+"""Details of the methods that the rest of the suite left unchecked (found by mutation testing, see the
+README): options reach the model, CGNet's gate computes and learns as described, the random policy's FLOP
+matching at its edges, and what early exit reports."""
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vidbench.backbones import create_backbone
+from vidbench.exits import STRICT
 from vidbench.flops import attach
 from vidbench.plugins import get_method
 
@@ -80,3 +81,24 @@ def test_random_matches_the_dense_cost_exactly_and_the_cheapest_reuse_only_cost(
     cheapest, reached = module.match_distribution(0.0, dense, blocks, 8, (0.0, 1.0))
     costs = [module.expected_flops((0.0, s, 1 - s), dense, blocks, 8) for s in torch.linspace(0, 1, 101).tolist()]
     assert not reached and module.expected_flops(cheapest, dense, blocks, 8) == pytest.approx(min(costs), rel=1e-3)
+
+
+def test_frame_exits_average_the_frame_logits_seen_so_far():
+    model = build("earlyexit_frames").eval()
+    x = torch.randn(2, T, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        frame_logits = model.fc(model.backbone(x.flatten(0, 1))).view(2, T, -1)
+        exits = model.exit_logits(x)
+    for n in model.frames:
+        assert torch.allclose(exits[:, model.frames.index(n)], frame_logits[:, :n].mean(1), atol=1e-5)
+
+
+def test_early_exit_reports_its_checkpoints_and_labels_its_thresholds():
+    model = build("earlyexit", sweep=[0.0, 0.5, STRICT]).eval()
+    with torch.no_grad():
+        out = model(torch.randn(3, T, 3, SIZE, SIZE))
+    outputs = {"labels": torch.tensor([0, 1, 2]), **{f"stats.{k}": v for k, v in out.stats.items()}}
+    assert [p["point"] for p in model.eval_points(outputs)] == ["first exit", "thr 0.5", "no early exit"]
+    summary = model.summarize({k: v.mean(0).tolist() for k, v in out.stats.items()})
+    assert summary["exit_checkpoints"] == ["layer2", "layer3", "layer4"]
+    assert summary["checkpoint_gflops"] == pytest.approx([c / 1e9 for c in model.exit_costs().tolist()])
