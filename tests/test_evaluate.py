@@ -10,6 +10,8 @@ from vidbench.metrics import accuracy
 from vidbench.plugins import discover
 from vidbench.train import FINAL
 
+T_ = 2  # frames of the hand-made clips
+
 # model overrides under which each dynamic method spends less than its dense cost on the untrained model
 # (random: a fixed distribution, as no AdaFuse run is at hand to match)
 DYNAMIC = {
@@ -65,3 +67,12 @@ def test_evaluation_is_deterministic(untrained_run, method):
     first, second = evaluate(run_dir, progress=False), evaluate(run_dir, progress=False)
     for key in ("top1", "top5", "gflops", "stats", "eval_points"):
         assert first.get(key) == second.get(key), key
+
+
+def test_latency_is_timed_on_one_video():
+    from vidbench.evaluate import latency_ms
+
+    batches = []
+    loader = [(torch.zeros(0, T_, 3, 8, 8), torch.zeros(0), 0), (torch.zeros(4, T_, 3, 8, 8), torch.ones(4), 0)]
+    assert latency_ms(lambda clip: batches.append(clip.shape[0]), loader, torch.device("cpu"), videos=3) >= 0
+    assert batches == [1] * 5                              # two warm-up passes, then the timed ones

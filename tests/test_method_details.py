@@ -102,3 +102,11 @@ def test_early_exit_reports_its_checkpoints_and_labels_its_thresholds():
     summary = model.summarize({k: v.mean(0).tolist() for k, v in out.stats.items()})
     assert summary["exit_checkpoints"] == ["layer2", "layer3", "layer4"]
     assert summary["checkpoint_gflops"] == pytest.approx([c / 1e9 for c in model.exit_costs().tolist()])
+
+
+def test_the_last_exit_is_tsn_on_the_whole_backbone():
+    model = build("earlyexit").eval()
+    x = torch.randn(2, T, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        tsn = model.heads[-1].fc(model.backbone(x.flatten(0, 1))).view(2, T, -1).mean(1)
+        assert torch.allclose(model.exit_logits(x)[:, -1], tsn, atol=1e-5)
