@@ -150,3 +150,36 @@ def test_paper_sizes_build(backbone, exits):
     spec = get_method(method)
     model = spec.build(spec.defaults, backbone=backbone, num_classes=174, num_segments=8)
     assert len(model.heads if method == "earlyexit" else model.net.heads) == exits
+
+
+def test_msdnet_checkpoints_are_named_from_one():
+    assert build("earlyexit_msdnet").checkpoint_names() == ["block1", "block2", "block3"]
+
+
+def test_frame_exits_average_the_frame_logits_seen_so_far():
+    model = build("earlyexit_frames").eval()
+    x = torch.randn(2, T, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        frame_logits = model.fc(model.backbone(x.flatten(0, 1))).view(2, T, -1)
+        exits = model.exit_logits(x)
+    for n in model.frames:
+        assert torch.allclose(exits[:, model.frames.index(n)], frame_logits[:, :n].mean(1), atol=1e-5)
+
+
+def test_early_exit_reports_its_checkpoints_and_labels_its_thresholds():
+    model = build("earlyexit", sweep=[0.0, 0.5, STRICT]).eval()
+    with torch.no_grad():
+        out = model(torch.randn(3, T, 3, SIZE, SIZE))
+    outputs = {"labels": torch.tensor([0, 1, 2]), **{f"stats.{k}": v for k, v in out.stats.items()}}
+    assert [p["point"] for p in model.eval_points(outputs)] == ["first exit", "thr 0.5", "no early exit"]
+    summary = model.summarize({k: v.mean(0).tolist() for k, v in out.stats.items()})
+    assert summary["exit_checkpoints"] == ["layer2", "layer3", "layer4"]
+    assert summary["checkpoint_gflops"] == pytest.approx([c / 1e9 for c in model.exit_costs().tolist()])
+
+
+def test_the_last_exit_is_tsn_on_the_whole_backbone():
+    model = build("earlyexit").eval()
+    x = torch.randn(2, T, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        tsn = model.heads[-1].fc(model.backbone(x.flatten(0, 1))).view(2, T, -1).mean(1)
+        assert torch.allclose(model.exit_logits(x)[:, -1], tsn, atol=1e-5)
