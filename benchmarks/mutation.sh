@@ -34,7 +34,9 @@ if [[ -n "${MUTATION_SAMPLE:-}" ]]; then
     # MUTATION_SAMPLE=N: N mutants a module, drawn with a fixed seed (a full run takes many hours on 2 cores).
     # The first run generates every mutant and maps tests to functions (and tries vidbench.metrics, which is small).
     run metrics 'vidbench.metrics.*'
-    mapfile -t names < <("$BIN/python" "$ROOT/benchmarks/mutation_score.py" "$STAGE/mutants" --sample "$MUTATION_SAMPLE")
+    # ... and every mutant that survived an earlier run again (tests may have been added since)
+    mapfile -t names < <("$BIN/python" "$ROOT/benchmarks/mutation_score.py" "$STAGE/mutants" --sample "$MUTATION_SAMPLE";
+                         "$BIN/python" "$ROOT/benchmarks/mutation_score.py" "$STAGE/mutants" --survivors)
     run sample "${names[@]}"
 else
     for pattern in "${@:-*}"; do run "${pattern//\*/all}" "$pattern"; done

@@ -42,7 +42,12 @@ def main(argv=None):
     parser.add_argument("--equivalent", default=Path(__file__).with_name("mutation_equivalent.txt"))
     parser.add_argument("--sample", type=int, help="print names of a seeded random sample of untried mutants, to make "
                                                     "up this many tried ones a module")
+    parser.add_argument("--survivors", action="store_true", help="print the names of mutants that survived")
     args = parser.parse_args(argv)
+    if args.survivors:
+        print("\n".join(name for codes in results(args.mutants).values() for name, code in codes.items()
+                        if code is not None and code not in KILLED))
+        return
     if args.sample:
         for codes in results(args.mutants).values():
             untried = sorted(name for name, code in codes.items() if code is None)
