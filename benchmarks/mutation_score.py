@@ -45,14 +45,17 @@ def main(argv=None):
     parser.add_argument("--survivors", action="store_true", help="print the names of mutants that survived")
     args = parser.parse_args(argv)
     if args.survivors:
-        print("\n".join(name for codes in results(args.mutants).values() for name, code in codes.items()
-                        if code is not None and code not in KILLED))
+        for codes in results(args.mutants).values():
+            for name, code in codes.items():
+                if code is not None and code not in KILLED:
+                    print(name)
         return
     if args.sample:
         for codes in results(args.mutants).values():
             untried = sorted(name for name, code in codes.items() if code is None)
             wanted = max(0, min(args.sample - (len(codes) - len(untried)), len(untried)))
-            print("\n".join(random.Random(0).sample(untried, wanted)))
+            for name in random.Random(0).sample(untried, wanted):
+                print(name)
         return
     equivalent = read_equivalent(args.equivalent)
     total = Counter()
