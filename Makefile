@@ -27,7 +27,7 @@ bench: env
 
 # slow (hours on 2 cores): mutation testing of the result-bearing modules, not part of `make test` or CI
 mutation: env
-	$(BIN)/pip install -q -c constraints.txt -e '.[test,mutation]'
+	$(BIN)/pip install -q $(PIP_ARGS) -c constraints.txt -e '.[test,mutation]'
 	benchmarks/mutation.sh
 
 clean:

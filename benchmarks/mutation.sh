@@ -22,6 +22,21 @@ rm -rf "$STAGE"/{vidbench,analysis,tests,workflow,vidbench_methods,pyproject.tom
 cp -rp vidbench analysis tests workflow pyproject.toml "$STAGE/"
 cp -rp methods "$STAGE/vidbench_methods"
 cd "$STAGE"
+# MUTATION_ONLY="file ..." / MUTATION_TESTS="tests/x.py ...": mutate only those files / run only those tests
+# (in the staged pyproject.toml; use a MUTATION_DIR of their own: another test selection resets mutmut's results)
+"$BIN/python" - <<'PY'
+import os, re
+from pathlib import Path
+
+path = Path("pyproject.toml")
+text = path.read_text()
+for env, key, extra in (("MUTATION_ONLY", "only_mutate", []),
+                        ("MUTATION_TESTS", "pytest_add_cli_args_test_selection", ["-m", "not slow", "-W", "ignore"])):
+    if os.environ.get(env):
+        value = "[" + ", ".join(f'"{v}"' for v in extra + os.environ[env].split()) + "]"
+        text = re.sub(rf"^{key} = \[.*?\]", f"{key} = {value}", text, count=1, flags=re.S | re.M)
+path.write_text(text)
+PY
 export VIDBENCH_METHODS=$STAGE/mutants/vidbench_methods
 export PATH="$BIN:$PATH"
 run() {   # one timed mutmut run: build/mutation/times.txt, its log build/mutation/run-<label>.log
