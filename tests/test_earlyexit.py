@@ -183,3 +183,16 @@ def test_the_last_exit_is_tsn_on_the_whole_backbone():
     with torch.no_grad():
         tsn = model.heads[-1].fc(model.backbone(x.flatten(0, 1))).view(2, T, -1).mean(1)
         assert torch.allclose(model.exit_logits(x)[:, -1], tsn, atol=1e-5)
+
+
+def test_msdnet_size_and_forced_exit_come_from_the_config():
+    model = build("earlyexit_msdnet", msdnet={"resnet_tiny": {"blocks": 2}}, force_exit=0)
+    assert len(model.net.heads) == 2
+    assert torch.all(model(clips(2)).stats["exit_at"].argmax(1) == 0)
+
+
+def test_msdnet_of_imagenet_size_runs():
+    spec = get_method("earlyexit_msdnet")
+    model = spec.build(spec.defaults, backbone="resnet18", num_classes=CLASSES, num_segments=2).eval()
+    with torch.no_grad():
+        assert model(torch.randn(1, 2, 3, 64, 64)).logits.shape == (1, CLASSES)

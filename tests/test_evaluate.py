@@ -68,6 +68,7 @@ def test_evaluation_is_deterministic(untrained_run, method):
     first, second = evaluate(run_dir, progress=False), evaluate(run_dir, progress=False)
     for key in ("top1", "top5", "gflops", "stats", "eval_points"):
         assert first.get(key) == second.get(key), key
+    assert bool(first.get("eval_points")) == (method == "earlyexit")    # the threshold sweep of early exit
 
 
 def test_latency_is_timed_on_one_video():

@@ -23,7 +23,8 @@ class MSDNetExits(ExitModel):
 
 
 def build(cfg, *, backbone, num_classes, num_segments):
-    size = msdnet_size(backbone, (cfg.get("msdnet") or {}).get(backbone))
+    # `msdnet: {<backbone>: {...}}` reaches build() already resolved to this backbone's overrides
+    size = msdnet_size(backbone, cfg.get("msdnet") or None)
     net = MSDNet(num_classes, num_segments, dropout=cfg["dropout"], shift_div=cfg["shift_div"], **size)
     return MSDNetExits(net, num_segments, threshold=cfg["threshold"], sweep=cfg["sweep"],
                        force_exit=cfg.get("force_exit"))
