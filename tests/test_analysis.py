@@ -347,8 +347,13 @@ def test_every_summary_row_names_its_metrics_file_and_title(tmp_path):
     data = json.loads(file.read_text())
     del data["title"], data["paper_label"]
     file.write_text(json.dumps(data))
+    data["eval_points"][0]["num_videos"] = 7
+    data["unreadable"] = {}
+    file.write_text(json.dumps(data))
     rows = aggregate.rows_of(file)
     assert [row["metrics"] for row in rows] == [str(file)] * 2          # the run and its eval point
+    assert [row["num_videos"] for row in rows] == [20, 7] and type(rows[1]["num_videos"]) is int
+    assert rows[0]["unreadable"] == 0
     assert {row["title"] for row in rows} == {row["paper_label"] for row in rows} == {"early_exit"}
     data["eval_points"][0]["top5"] = "many"
     file.write_text(json.dumps(data))

@@ -151,3 +151,21 @@ def test_validation_leaves_training_unchanged_and_is_the_evaluators_top1(config,
     spec["model"]["eval_sampling"] = "argmax"
     argmax = trainer.train(spec, tmp_path / "argmax", progress=False)
     assert argmax["history"][-1]["val_top1"] == round(evaluate(tmp_path / "argmax", progress=False)["top1"], 2)
+
+
+def test_unreadable_training_video_is_counted(tmp_path):
+    root = tmp_path / "raw"
+    generate("sthv1", root, train_per_class=3, val_per_class=2, seed=1)
+    prepare("sthv1", root, tmp_path / "prepared")
+    folder = (tmp_path / "prepared" / "train.csv").read_text().splitlines()[1].split(",")[1]
+    for frame in (root / folder).glob("*.jpg"):
+        frame.write_bytes(frame.read_bytes()[:20])
+    data = yaml.safe_load(TEST_CONFIG.read_text())
+    data.update(results=str(tmp_path / "results"), data_dir=str(tmp_path))
+    data["datasets"] = {"synth-sthv1": data["datasets"]["synth-sthv1"]}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(data))
+    spec = spec_for(cfg.load_config(tmp_path / "config.yaml"), "tsn")
+    spec["data"]["prepared"] = str(tmp_path / "prepared")
+    spec["train"].update(max_unreadable=0.5, epochs=2)
+    trainer.train(spec, tmp_path / "run", progress=False)
+    assert evaluate(tmp_path / "run", progress=False)["unreadable"] == {"count": 2, "eval": 0, "train": 2}
