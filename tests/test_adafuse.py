@@ -218,3 +218,21 @@ def test_method_manifest_points():
     assert METHOD.title == "AdaFuse" and METHOD.paper_label == "AdaFuse"
     assert {"default", "tsm", "tsm-last", "skip-only", "reuse-only", "lam-lo", "lam-hi"} <= set(METHOD.operating_points)
     assert one_hot(torch.tensor([KEEP])).tolist() == [[0.0, 0.0, 1.0]]
+
+
+def test_gumbel_samples_follow_the_policy_probabilities():
+    gumbel_hard = METHOD.module().gumbel_hard
+    probs = torch.tensor([0.6, 0.3, 0.1])
+    draws = gumbel_hard(probs.log().expand(20000, 3), 0.67, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(draws.mean(0), probs, atol=0.015)
+
+
+def test_gumbel_gradient_is_that_of_the_tempered_softmax():
+    gumbel_hard = METHOD.module().gumbel_hard
+    log_probs = torch.randn(5, 3).log_softmax(-1).requires_grad_()
+    weights = torch.randn(5, 3)
+    (gumbel_hard(log_probs, 0.67, generator=torch.Generator().manual_seed(1)) * weights).sum().backward()
+    uniform = torch.rand(5, 3, generator=torch.Generator().manual_seed(1)).clamp(1e-10, 1.0 - 1e-7)
+    reference = log_probs.detach().clone().requires_grad_()
+    ((reference - torch.log(-torch.log(uniform))) / 0.67).softmax(-1).mul(weights).sum().backward()
+    assert torch.allclose(log_probs.grad, reference.grad, atol=1e-6)

@@ -235,6 +235,8 @@ def test_random_matches_the_dense_cost_exactly_and_the_cheapest_reuse_only_cost(
     keep_all, reached = module.match_distribution(dense, dense, blocks, 8, (0.5, 0.5))
     assert reached and keep_all == pytest.approx((0.0, 0.0, 1.0))
     # reuse only: the cost is lowest inside (0, 1) (reusing everything recomputes conv1 at every frame)
+    above, reached = module.match_distribution(2 * dense, dense, blocks, 8, (0.5, 0.5))
+    assert not reached and above == pytest.approx((0.0, 0.0, 1.0))        # the closest: keep everything
     cheapest, reached = module.match_distribution(0.0, dense, blocks, 8, (0.0, 1.0))
     costs = [module.expected_flops((0.0, s, 1 - s), dense, blocks, 8) for s in torch.linspace(0, 1, 101).tolist()]
     assert not reached and module.expected_flops(cheapest, dense, blocks, 8) == pytest.approx(min(costs), rel=1e-3)

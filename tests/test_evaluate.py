@@ -55,6 +55,7 @@ def test_metrics_are_the_eval_mode_per_video_means(untrained_run, method):
     assert metrics["gflops"] == pytest.approx(flops.mean().item() / 1e9, rel=1e-6)
     assert metrics["dense_gflops"] == pytest.approx(dense / 1e9)
     assert {"python", "platform", "packages", "device", "threads", "git_commit"} <= set(metrics["environment"])
+    assert all(metrics["environment"]["packages"].values())          # every version found
     assert (metrics["top1"], metrics["top5"]) == pytest.approx(accuracy(logits, labels))
     if method in DYNAMIC:   # the per-video mean, not the dense cost
         assert flops.mean().item() < 0.98 * dense

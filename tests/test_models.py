@@ -78,3 +78,14 @@ def test_pretrained_errors_name_the_file(tmp_path):
 def test_unknown_backbone_is_a_clear_error():
     with pytest.raises(InputError, match="unknown backbone 'resnet19'"):
         create_backbone("resnet19")
+
+
+def test_make_backbone_loads_the_configured_weights(tmp_path):
+    from vidbench.model import make_backbone
+
+    source = create_backbone("resnet18")
+    path = tmp_path / "resnet18-imagenet.pth"
+    torch.save(_torchvision_style_state(source), path)
+    for pretrained in (str(path), {"resnet18": str(path), "resnet50": "/elsewhere.pth"}):
+        loaded = make_backbone("resnet18", {"pretrained": pretrained})
+        assert torch.equal(loaded.layer2[0].conv1.weight, source.layer2[0].conv1.weight)
