@@ -8,7 +8,8 @@
 # methods/ is copied to vidbench_methods/ and VIDBENCH_METHODS points there. Which modules are mutated
 # and which tests run is [tool.mutmut] in pyproject.toml; per mutant mutmut runs only the tests that
 # call the mutated function. Results stay in build/mutation/mutants/ (a rerun retries what changed);
-# MUTATION_FRESH=1 starts over; MUTATION_SAMPLE=N tries N seeded-random mutants a module; MUTATION_JOBS=N
+# MUTATION_FRESH=1 starts over; MUTATION_SAMPLE=N tries N seeded-random mutants a module (and retries earlier
+# survivors); MUTATION_SURVIVORS=1 retries only the survivors; MUTATION_JOBS=N
 # parallel children (default 2). Summary: build/mutation/score.txt (benchmarks/mutation_score.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,10 +46,17 @@ run() {   # one timed mutmut run: build/mutation/times.txt, its log build/mutati
     "$BIN/mutmut" run --max-children "${MUTATION_JOBS:-2}" "$@" > "$STAGE/run-$label.log" 2>&1 || true
     echo "$label $# patterns $((SECONDS - start)) s $(date -u +%FT%TZ)" | tee -a "$STAGE/times.txt"
 }
-if [[ -n "${MUTATION_SAMPLE:-}" ]]; then
+if [[ "${MUTATION_SURVIVORS:-0}" == 1 ]]; then
+    # MUTATION_SURVIVORS=1: retry only the mutants that survived an earlier run (after adding tests)
+    mapfile -t names < <("$BIN/python" "$ROOT/benchmarks/mutation_score.py" "$STAGE/mutants" --survivors)
+    run survivors "${names[@]}"
+elif [[ -n "${MUTATION_SAMPLE:-}" ]]; then
     # MUTATION_SAMPLE=N: N mutants a module, drawn with a fixed seed (a full run takes many hours on 2 cores).
-    # The first run generates every mutant and maps tests to functions (and tries vidbench.metrics, which is small).
-    run metrics 'vidbench.metrics.*'
+    # The first run generates every mutant and maps tests to functions (and tries the first module's mutants).
+    first=${MUTATION_ONLY:-vidbench/metrics.py}
+    first=${first%% *}
+    first=${first%.py}
+    run first "${first//\//.}.*"
     # ... and every mutant that survived an earlier run again (tests may have been added since)
     mapfile -t names < <("$BIN/python" "$ROOT/benchmarks/mutation_score.py" "$STAGE/mutants" --sample "$MUTATION_SAMPLE";
                          "$BIN/python" "$ROOT/benchmarks/mutation_score.py" "$STAGE/mutants" --survivors)
