@@ -56,6 +56,8 @@ def test_metrics_are_the_eval_mode_per_video_means(untrained_run, method):
     assert metrics["dense_gflops"] == pytest.approx(dense / 1e9)
     assert {"python", "platform", "packages", "device", "threads", "git_commit"} <= set(metrics["environment"])
     assert all(metrics["environment"]["packages"].values())          # every version found
+    commit = metrics["environment"]["git_commit"]
+    assert commit is None or (isinstance(commit, str) and len(commit) == 40)   # None outside a git checkout
     assert (metrics["top1"], metrics["top5"]) == pytest.approx(accuracy(logits, labels))
     if method in DYNAMIC:   # the per-video mean, not the dense cost
         assert flops.mean().item() < 0.98 * dense
