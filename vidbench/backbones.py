@@ -5,10 +5,14 @@ A residual block computes, for frames stacked as [N*T, C, H, W]:
     branch = shift(x)                          # hook: temporal shift of the branch input (TSM)
     out = relu(bn1(gate(conv1, branch)))       # hook: channel gating of conv1 (CGNet)
     out = policy(out, branch)                  # hook: per-channel keep/reuse/skip (AdaFuse)
+    out = conv2(out)
     ... rest of the block, residual add
 
-The hooks default to pass-throughs without parameters, so a torchvision ImageNet checkpoint loads
-into every backbone by name. Methods install their own hook modules (see `vidbench.hooks`).
+The policy hook owns the stretch from conv1 to conv2 (`policy.run(block, branch)`, the three middle lines
+above), so that a policy may execute it sparsely at inference (computing only the channels its actions
+use; see `vidbench.policy`). The hooks default to pass-throughs without parameters, so a torchvision
+ImageNet checkpoint loads into every backbone by name. Methods install their own hook modules (see
+`vidbench.hooks`).
 """
 from __future__ import annotations
 
@@ -59,6 +63,11 @@ class PassPolicy(nn.Module):
     def forward(self, out, branch):
         return out
 
+    def run(self, block: "_Block", branch: torch.Tensor) -> torch.Tensor:
+        """conv1 (through the gate hook) -> BN -> ReLU -> this policy -> conv2 (before its BN)."""
+        out = block.relu(block.bn1(block.gate(block.conv1, branch)))
+        return block.conv2(self(out, branch))
+
 
 class PlainConv(nn.Module):
     """Default gate hook: conv1 computed densely."""
@@ -98,9 +107,7 @@ class BasicBlock(_Block):
 
     def forward(self, x):
         branch = self.shift(x)
-        out = self.relu(self.bn1(self.gate(self.conv1, branch)))
-        out = self.policy(out, branch)
-        out = self.bn2(self.conv2(out))
+        out = self.bn2(self.policy.run(self, branch))
         return self.relu(out + self._shortcut(x, branch))
 
 
@@ -121,9 +128,7 @@ class Bottleneck(_Block):
 
     def forward(self, x):
         branch = self.shift(x)
-        out = self.relu(self.bn1(self.gate(self.conv1, branch)))
-        out = self.policy(out, branch)
-        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.relu(self.bn2(self.policy.run(self, branch)))
         out = self.bn3(self.conv3(out))
         return self.relu(out + self._shortcut(x, branch))
 

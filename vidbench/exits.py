@@ -10,7 +10,14 @@ checkpoint adds: a checkpoint's cost is the model's total minus what the later c
 - Evaluation: every checkpoint is computed (so that `eval_points` can sweep the thresholds of one
   trained model on the collected per-checkpoint logits); the prediction and the FLOPs of a video are
   those of its exit checkpoint, i.e. what it ran up to there. The last checkpoint always accepts.
+- Realized inference (`vidbench.sparse.set_sparse`): a video stops at its first firing checkpoint, so
+  the work that runs is what its FLOPs count; videos that go on continue as a smaller batch. Same
+  predictions and FLOPs as the evaluation path, but no later checkpoint's logits to sweep.
 - Training: all exits jointly, the mean of their cross entropies (see `joint_exit_logits`).
+
+Subclasses compute checkpoint by checkpoint: `begin(clips)` gives the state before the first one,
+`advance(e, state)` runs up to checkpoint e and gives its video logits, `keep(state, videos)` drops
+the videos that stopped.
 """
 from __future__ import annotations
 
@@ -19,6 +26,7 @@ from torch import nn
 
 from vidbench.metrics import accuracy
 from vidbench.model import VideoModel, VideoOutput
+from vidbench.sparse import Realizable
 
 STRICT = 1.01   # a threshold no softmax confidence reaches: never exit early
 DEFAULT_SWEEP = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, STRICT)
@@ -27,13 +35,22 @@ DEFAULT_SWEEP = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, S
 def exit_index(exit_logits: torch.Tensor, thresholds) -> torch.Tensor:
     """[B, E, K] and thresholds (a number, or one per checkpoint) -> [B] index of the first checkpoint
     whose top-1 softmax confidence is >= its threshold (the last checkpoint always accepts)."""
-    confidence = exit_logits.float().softmax(-1).amax(-1)                      # [B, E]
-    thresholds = torch.as_tensor(thresholds, dtype=confidence.dtype, device=confidence.device).flatten()
-    if thresholds.numel() == confidence.shape[1] - 1:     # one per early checkpoint
-        thresholds = torch.cat([thresholds, thresholds.new_zeros(1)])
-    passed = confidence >= thresholds.expand(confidence.shape[1])
+    passed = confident(exit_logits, per_checkpoint(thresholds, exit_logits.shape[1], exit_logits.device))
     passed[:, -1] = True
     return passed.to(torch.uint8).argmax(1)                                    # first True
+
+
+def per_checkpoint(thresholds, checkpoints: int, device=None) -> torch.Tensor:
+    """A number or one threshold per checkpoint (the last may be left out) -> [checkpoints]."""
+    thresholds = torch.as_tensor(thresholds, dtype=torch.float32, device=device).flatten()
+    if thresholds.numel() == checkpoints - 1:     # one per early checkpoint
+        thresholds = torch.cat([thresholds, thresholds.new_zeros(1)])
+    return thresholds.expand(checkpoints)
+
+
+def confident(logits: torch.Tensor, thresholds: torch.Tensor) -> torch.Tensor:
+    """[..., K] logits -> whether their top-1 softmax confidence reaches `thresholds` (broadcast)."""
+    return logits.float().softmax(-1).amax(-1) >= thresholds
 
 
 def joint_exit_logits(exit_logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -62,7 +79,7 @@ def threshold_label(value: float) -> str:
     return f"thr {value:g}"
 
 
-class ExitModel(VideoModel):
+class ExitModel(VideoModel, Realizable):
     """Base of the early-exit models. `threshold`: one number for every checkpoint or a list (one per
     checkpoint; the last entry is ignored); `sweep`: the common thresholds of `eval_points`;
     `force_exit`: every video stops at that checkpoint index (tests)."""
@@ -72,8 +89,23 @@ class ExitModel(VideoModel):
         self.threshold, self.sweep, self.force_exit = threshold, list(sweep), force_exit
 
     # ---- what subclasses provide
-    def exit_logits(self, clips: torch.Tensor) -> torch.Tensor:
+    def begin(self, clips: torch.Tensor):
+        """The state before the first checkpoint."""
         raise NotImplementedError
+
+    def advance(self, e: int, state) -> tuple[object, torch.Tensor]:
+        """Run from checkpoint e-1 to checkpoint e: (the new state, checkpoint e's video logits [videos, K])."""
+        raise NotImplementedError
+
+    def keep(self, state, videos: torch.Tensor):
+        """The state of the videos [videos] (bool) that go on. Default: tensors (or lists of them, None
+        allowed) of frames [videos * T, ...]."""
+        def pick(x):
+            return None if x is None else x.view(-1, self.num_segments, *x.shape[1:])[videos].flatten(0, 1)
+        return [pick(x) for x in state] if isinstance(state, list) else pick(state)
+
+    def end(self) -> None:
+        """Called after a realized pass (streaming state to drop)."""
 
     def segments(self) -> list[list[str]]:
         """Cost-table names of the modules each checkpoint adds to the previous one."""
@@ -86,12 +118,22 @@ class ExitModel(VideoModel):
     def exit_costs(self) -> torch.Tensor:
         return torch.tensor(cumulative_costs(self.costs, self.segments()), dtype=torch.float64)
 
+    def exit_logits(self, clips: torch.Tensor) -> torch.Tensor:
+        """Every checkpoint's video logits [B, E, K]."""
+        state, logits = self.begin(clips), []
+        for e in range(len(self.checkpoint_names())):
+            state, z = self.advance(e, state)
+            logits.append(z)
+        return torch.stack(logits, 1)
+
     def choose(self, exit_logits: torch.Tensor, thresholds=None) -> torch.Tensor:
         if self.force_exit is not None:
             return torch.full(exit_logits.shape[:1], self.force_exit, dtype=torch.long, device=exit_logits.device)
         return exit_index(exit_logits.detach(), self.threshold if thresholds is None else thresholds)
 
     def forward(self, clips):
+        if self.sparse and not self.training:
+            return self.forward_realized(clips)
         z = self.exit_logits(clips)                                   # [B, E, K]
         index = self.choose(z)
         flops = self.exit_costs().to(z.device)[index].float()
@@ -102,6 +144,33 @@ class ExitModel(VideoModel):
             logits = z[torch.arange(z.shape[0], device=z.device), index]
         stats = {"exit_at": nn.functional.one_hot(index, z.shape[1]).float(), "exit_logits": z.detach()}
         return VideoOutput(logits, flops, losses, stats)
+
+    def forward_realized(self, clips):
+        """Each video runs only up to its first firing checkpoint."""
+        checkpoints = len(self.checkpoint_names())
+        thresholds = per_checkpoint(self.threshold, checkpoints, clips.device).tolist()
+        going = torch.arange(clips.shape[0], device=clips.device)
+        index = torch.empty_like(going)
+        state, logits = self.begin(clips), None
+        try:
+            for e in range(checkpoints):
+                state, z = self.advance(e, state)
+                if logits is None:
+                    logits = z.new_empty(clips.shape[0], z.shape[1])
+                if e == checkpoints - 1 or self.force_exit == e:
+                    stop = torch.ones_like(going, dtype=torch.bool)
+                elif self.force_exit is not None:
+                    stop = torch.zeros_like(going, dtype=torch.bool)
+                else:
+                    stop = confident(z, thresholds[e])
+                logits[going[stop]], index[going[stop]] = z[stop], e
+                if stop.all():
+                    break
+                state, going = self.keep(state, ~stop), going[~stop]
+        finally:
+            self.end()
+        flops = self.exit_costs().to(clips.device)[index].float()
+        return VideoOutput(logits, flops, {}, {"exit_at": nn.functional.one_hot(index, checkpoints).float()})
 
     def eval_points(self, outputs: dict) -> list[dict]:
         """The accuracy/FLOPs curve of the threshold sweep (permissive to strict) from one trained model."""

@@ -15,6 +15,12 @@ Cost (Eq. 5 of AdaFuse): conv1's output channel c at frame t is computed iff it 
 reused at t+1 (at the last frame: iff kept); conv2's cost at frame t scales with the share of its
 input channels not skipped. Everything else in the network (policy nets included) costs what fvcore
 counted densely.
+
+Two ways to execute a hook's block (`PolicyHook.run`): masked (conv1 dense, `fuse`, conv2 dense: the
+training path) and, at inference with `vidbench.sparse.set_sparse`, sparse: per frame, conv1 (with its
+BN and ReLU) only for the channels kept at t or reused at t+1, a reused channel read from frame t-1's
+conv1 output, and conv2 only over the channels not skipped. A policy that decides from conv1's output
+(`needs_output`, threshold pruning) has conv1 computed densely and saves only in conv2.
 """
 from __future__ import annotations
 
@@ -23,8 +29,9 @@ from typing import Callable, Iterable
 import torch
 from torch import nn
 
-from vidbench.backbones import ResNet
+from vidbench.backbones import PassPolicy, PlainConv, ResNet
 from vidbench.model import FrameClassifier, VideoOutput
+from vidbench.sparse import FoldedCache, Realizable, conv_inputs, conv_outputs
 
 SKIP, REUSE, KEEP = 0, 1, 2
 ACTIONS = ("skip", "reuse", "keep")
@@ -64,12 +71,37 @@ def one_hot(index: torch.Tensor, dtype=torch.float32) -> torch.Tensor:
     return nn.functional.one_hot(index.long(), 3).to(dtype)
 
 
-class PolicyHook(nn.Module):
+def conv_size(conv: nn.Conv2d, size: tuple[int, int]) -> tuple[int, int]:
+    """Spatial size of conv's output for an input of `size`."""
+    return tuple((n + 2 * p - d * (k - 1) - 1) // s + 1
+                 for n, k, s, p, d in zip(size, conv.kernel_size, conv.stride, conv.padding, conv.dilation))
+
+
+def fusion_masks(index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Action indices [N, T, C] -> the conv1 outputs needed (kept at t or reused at t+1) [N, T, C], the
+    conv2 inputs read (kept, or reused at t > 0: a reuse at the first frame reads zeros) [N, T, C], and
+    for every frame and channel the row of the conv1 outputs [N*T*C (+1: zeros), H, W] conv2 reads
+    [N*T, C] (its own, frame t-1's when reused, the zero row N*T*C when skipped)."""
+    n, t, c = index.shape
+    keep, reuse = index == KEEP, index == REUSE
+    reuse_next = torch.zeros_like(reuse)
+    reuse_next[:, :-1] = reuse[:, 1:]
+    reuse[:, 0] = False
+    own = torch.arange(n * t * c, device=index.device).view(n, t, c)
+    rows = torch.where(keep, own, torch.where(reuse, own - c, n * t * c))
+    return keep | reuse_next, keep | reuse, rows.view(n * t, c)
+
+
+class PolicyHook(PassPolicy, Realizable):
     """Base policy hook of one residual block. Subclasses implement `decide(out, branch)` returning
     actions [N*T, C, 3]; `forward` fuses and keeps `self.actions` [N, T, C, 3] of the last call.
+    A policy that decides from the block input alone is called with out=None on the sparse path; one
+    that needs conv1's output sets `needs_output`.
 
     `conv1_name` / `conv2_name` are the block's conv module names in the model's cost table
     (set by `install_policies`); `block_name` is the block's name in the backbone ("layer1.0")."""
+
+    needs_output = False
 
     def __init__(self, num_segments: int):
         super().__init__()
@@ -79,6 +111,7 @@ class PolicyHook(nn.Module):
         self.conv2_name = ""
         self.channels = 0                      # conv1 output channels of the block
         self.actions: torch.Tensor | None = None
+        self.folded = FoldedCache()            # conv1 with bn1 folded in, for the sparse path
 
     def decide(self, out: torch.Tensor, branch: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -87,6 +120,25 @@ class PolicyHook(nn.Module):
         actions = self.decide(out, branch)
         self.actions = actions.view(-1, self.num_segments, *actions.shape[1:])
         return fuse(out, actions, self.num_segments)
+
+    def run(self, block, branch):
+        if self.training or not self.sparse:
+            return super().run(block, branch)
+        dense_conv1 = self.needs_output or not isinstance(block.gate, PlainConv)
+        out = block.relu(block.bn1(block.gate(block.conv1, branch))) if dense_conv1 else None
+        actions = self.decide(out, branch)
+        self.actions = actions.view(-1, self.num_segments, *actions.shape[1:])
+        computed, read, rows = fusion_masks(self.actions.argmax(-1))
+        size = conv_size(block.conv1, branch.shape[2:])
+        source = branch.new_empty(rows.numel() + 1, *size)          # conv1's outputs, then a row of zeros
+        source[-1] = 0
+        if out is None:
+            weight, bias = self.folded.get(block.conv1, block.bn1)
+            conv_outputs(branch, weight, bias, block.conv1, computed, source[:-1].view(-1, block.width, *size),
+                         relu=True)
+        else:
+            source[:-1] = out.reshape(-1, *size)
+        return conv_inputs(source, rows, block.conv2, read)
 
 
 def install_policies(model_or_backbone, make_hook: Callable[[str, nn.Module], PolicyHook],

@@ -16,6 +16,12 @@ Cost: fvcore counts the two partial convolutions under `<block>.gate.partial` an
 its dense MACs times the share of open gate positions, averaged over the video's frames:
 
     conv1 MACs of a video = partial + rest * open_fraction    (= (1/p + (1 - 1/p) * open) x dense conv1)
+
+Sparse execution (`vidbench.sparse.set_sparse`, inference): the gate opens single output positions,
+which no dense kernel can skip, so the rest is computed for every output channel with at least one open
+position in a frame (one call over the frames, `vidbench.sparse.conv_outputs`) and skipped only for
+channels closed over the whole frame. The FLOPs count every closed position as saved; what the sparse
+path saves is the share of whole closed channels, usually far less.
 """
 from __future__ import annotations
 
@@ -24,6 +30,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from vidbench.backbones import ResNet
+from vidbench.sparse import Realizable, conv_outputs
 
 
 class _SliceConv(nn.Module):
@@ -38,7 +45,7 @@ class _SliceConv(nn.Module):
                         conv.dilation)
 
 
-class ChannelGate(nn.Module):
+class ChannelGate(nn.Module, Realizable):
     """The gate hook of one block. `force`: None (learned gate), "open" (dense conv1) or "closed"
     (partial sum only); `self.open` keeps the share of open positions per frame [N*T] of the last call."""
 
@@ -58,7 +65,6 @@ class ChannelGate(nn.Module):
         if conv.groups != 1 or conv.bias is not None:
             raise ValueError("channel gating needs a plain conv1 (no groups, no bias)")
         partial = self.partial(conv, x)
-        rest = self.rest(conv, x)
         score = self.norm(partial)
         if self.force is None:
             soft = torch.sigmoid(self.alpha * (score - self.theta[None, :, None, None]))
@@ -67,7 +73,16 @@ class ChannelGate(nn.Module):
         else:
             gate = torch.full_like(score, 1.0 if self.force == "open" else 0.0)
         self.open = gate.detach().mean((1, 2, 3))
+        sparse = self.sparse and not self.training
+        rest = self.rest_where_open(conv, x, gate) if sparse else self.rest(conv, x)
         return partial + gate * rest
+
+    def rest_where_open(self, conv: nn.Conv2d, x: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
+        """The rest of conv1 for the channels with an open position in each frame, zero elsewhere."""
+        inputs = x[:, self.rest.lo:self.rest.hi]
+        needed = gate.amax((2, 3)) > 0                                 # [frames, channels]
+        return conv_outputs(inputs, conv.weight[:, self.rest.lo:self.rest.hi], None, conv, needed[None],
+                            torch.zeros_like(gate))
 
 
 def install_gates(backbone: ResNet, groups: int = 4, alpha: float = 2.0, force: str | None = None,

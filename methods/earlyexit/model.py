@@ -1,5 +1,4 @@
 """Dynamic early exit on a ResNet with online temporal shift: checkpoints at the ends of chosen stages."""
-import torch
 from torch import nn
 
 from vidbench.exits import ExitHead, ExitModel, feature_channels
@@ -34,17 +33,13 @@ class ResNetExits(ExitModel):
             previous = stage
         return out
 
-    def exit_logits(self, clips):
-        batch, frames = clips.shape[:2]
-        x = self.backbone.stem(clips.flatten(0, 1))
-        logits, e = [], 0
-        for s, stage in enumerate(self.backbone.stages, 1):
-            x = stage(x)
-            if s == self.exits[e]:
-                logits.append(self.heads[e](x).view(batch, frames, -1).mean(1))
-                e += 1
-        return torch.stack(logits, 1)
+    def begin(self, clips):
+        return self.backbone.stem(clips.flatten(0, 1))
 
+    def advance(self, e, x):
+        for stage in self.backbone.stages[self.exits[e - 1] if e else 0:self.exits[e]]:
+            x = stage(x)
+        return x, self.heads[e](x).view(-1, self.num_segments, self.heads[e].fc.out_features).mean(1)
 
 def build(cfg, *, backbone, num_classes, num_segments):
     return ResNetExits(make_backbone(backbone, cfg), num_classes, num_segments, cfg["exits"], cfg["dropout"],

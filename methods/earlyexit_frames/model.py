@@ -4,7 +4,7 @@ import torch
 from torch import nn
 
 from vidbench.exits import ExitModel
-from vidbench.hooks import install_shift
+from vidbench.hooks import install_shift, stream_shifts
 from vidbench.model import make_backbone
 
 
@@ -30,6 +30,24 @@ class FrameExits(ExitModel):
     def exit_costs(self):
         per_frame = self.costs.get("", 0.0) / self.num_segments
         return torch.tensor([n * per_frame for n in self.frames], dtype=torch.float64)
+
+    def begin(self, clips):
+        return clips, 0.0, None                   # the clips, the sum of the frame logits so far, videos kept
+
+    def advance(self, e, state):
+        clips, total, kept = state
+        start, stop = self.frames[e - 1] if e else 0, self.frames[e]
+        stream_shifts(self.backbone, stop - start, kept)    # the shifts carry frame start-1 into this chunk
+        frames = self.backbone(clips[:, start:stop].flatten(0, 1))
+        total = total + self.fc(self.dropout(frames)).view(len(clips), stop - start, -1).sum(1)
+        return (clips, total, None), total / stop
+
+    def keep(self, state, videos):
+        clips, total, _ = state
+        return clips[videos], total[videos], videos
+
+    def end(self):
+        stream_shifts(self.backbone, None)
 
     def exit_logits(self, clips):
         batch, frames = clips.shape[:2]

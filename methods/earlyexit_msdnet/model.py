@@ -1,6 +1,4 @@
 """Dynamic early exit on a compact MSDNet (multi-scale dense network) with online temporal shift."""
-import torch
-
 from vidbench.exits import ExitModel
 
 from .msdnet import MSDNet, msdnet_size
@@ -17,10 +15,13 @@ class MSDNetExits(ExitModel):
     def segments(self):
         return [[f"net.blocks.{e}", f"net.heads.{e}"] for e in range(len(self.net.heads))]
 
-    def exit_logits(self, clips):
-        batch, frames = clips.shape[:2]
-        return torch.stack([z.view(batch, frames, -1).mean(1) for z in self.net(clips.flatten(0, 1))], 1)
+    def begin(self, clips):
+        return clips.flatten(0, 1)
 
+    def advance(self, e, xs):
+        xs = self.net.blocks[e](xs)
+        head = self.net.heads[e]
+        return xs, head(xs[-1]).view(-1, self.num_segments, head.fc.out_features).mean(1)
 
 def build(cfg, *, backbone, num_classes, num_segments):
     # `msdnet: {<backbone>: {...}}` reaches build() already resolved to this backbone's overrides

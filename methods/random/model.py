@@ -90,13 +90,13 @@ class RandomPolicy(PolicyHook):
     def decide(self, out, branch):
         generator = None
         if not self.training:
-            if self.generator is None or self.generator.device != out.device:
-                self.generator = torch.Generator(out.device).manual_seed(self.seed)
+            if self.generator is None or self.generator.device != branch.device:
+                self.generator = torch.Generator(branch.device).manual_seed(self.seed)
             generator = self.generator
-        u = torch.rand(out.shape[:2], device=out.device, generator=generator)
+        u = torch.rand((branch.shape[0], self.channels), device=branch.device, generator=generator)
         cdf = self.probs.cumsum(0)
         index = (u[..., None] >= cdf[:2]).sum(-1)                   # 0 skip, 1 reuse, 2 keep
-        return one_hot(index, out.dtype)
+        return one_hot(index, branch.dtype)
 
 
 class RandomClassifier(PolicyClassifier):

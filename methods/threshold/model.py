@@ -6,6 +6,8 @@ from vidbench.policy import KEEP, SKIP, PolicyClassifier, PolicyHook, install_po
 
 
 class TopChannels(PolicyHook):
+    needs_output = True  # the ranking reads every channel of conv1: only conv2's savings can be realized
+
     def __init__(self, num_segments, keep_ratio):
         super().__init__(num_segments)
         if not 0 < keep_ratio <= 1:
