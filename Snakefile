@@ -4,7 +4,7 @@
 #   snakemake --profile workflow/profiles/slurm --configfile my.yaml
 # A --configfile replaces default.yaml (it is not merged into it); --config KEY=VALUE overrides one key.
 # DAG: synth -> prepare [-> extract_shard x N -> index_frames, for datasets with `extract`] -> train
-#      -> evaluate -> aggregate -> tables, claims, plots (rules in workflow/rules/).
+#      -> evaluate -> measure (one job, every core) -> aggregate -> tables, claims, plots (rules in workflow/rules/).
 # Afterwards `snakemake --report report.html` gathers tables, claims and plots into one page.
 
 configfile: "workflow/config/default.yaml"
@@ -14,6 +14,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/measure.smk"
 include: "workflow/rules/report.smk"
 
 
@@ -23,5 +24,7 @@ rule all:
         TABLE_FILES,
         CLAIM_FILES,
         PLOT_FILES,
+        LATENCY_PLOT_FILES,
+        REALIZED_TABLE,
         POLICY_PLOT_FILES if POLICY_RUNS else [],
     default_target: True

@@ -9,6 +9,9 @@ config into `cfg_<key>` columns (e.g. cfg_lam, cfg_hidden; per-backbone values p
 `status` is the run's own verdict on itself ("ok", or a short reason such as "diverged: ..."; a
 metrics.json without one is "ok"); tables, plots, claims and statistics use only the "ok" rows
 (`usable`) and name the others in their notes.
+The timings of `vidbench measure` (latency.json beside metrics.json) fill the latency and throughput
+columns: `latency_ms` is the realized batch-1 median (p10/p90 beside it), `latency_masked_ms` the same
+model through its masked path; an eval point takes its own realized latency.
 """
 from __future__ import annotations
 
@@ -21,8 +24,10 @@ from vidbench.errors import InputError
 from vidbench.io import write_text
 
 RUN_KEYS = ("dataset", "method", "point", "backbone", "seed")
+LATENCY = ("latency_ms", "latency_p10_ms", "latency_p90_ms", "latency_masked_ms", "throughput_vps",
+           "throughput_masked_vps")
 COLUMNS = [*RUN_KEYS, "status", "trained_point", "title", "paper_label", "top1", "top5", "top1_best", "best_epoch",
-           "epochs", "gflops", "dense_gflops", "params_m", "train_time_s", "latency_ms", "num_videos", "unreadable"]
+           "epochs", "gflops", "dense_gflops", "params_m", "train_time_s", *LATENCY, "num_videos", "unreadable"]
 REQUIRED = ("run", "top1", "gflops")
 OK = "ok"
 NUMERIC = ("top1", "top5", "gflops", "dense_gflops", "params_m", "train_time_s", "latency_ms")
@@ -116,6 +121,8 @@ def rows_of(file) -> list[dict]:
     stats = {}
     _flatten("", data.get("stats") or {}, stats)
     stats = {(f"stats_{k}" if k in COLUMNS else k): v for k, v in stats.items()}
+    timing = read_latency(Path(file).with_name("latency.json"))
+    base.update(timing.get("run", {}))
     rows = [{**base, **cfg, **stats, "metrics": str(file)}]
     points = data.get("eval_points") or []
     if not isinstance(points, list):
@@ -124,16 +131,41 @@ def rows_of(file) -> list[dict]:
         if not isinstance(entry, dict) or "point" not in entry or "top1" not in entry or "gflops" not in entry:
             raise InputError(file, f"eval_points[{i}] is {entry!r}",
                              expected='{"point": <label>, "top1": <number>, "gflops": <number>, "top5": ...}')
-        row = {**base, **cfg, "point": str(entry["point"]), "latency_ms": math.nan, "metrics": str(file)}
+        row = {**base, **cfg, "point": str(entry["point"]), **dict.fromkeys(LATENCY, math.nan),
+               "metrics": str(file)}
         row["top5"] = math.nan
         for key in EVAL_POINT_FIELDS:
             if key in entry:
                 row[key] = _number(file, f"eval_points[{i}].{key}", entry[key]) if key != "num_videos" else entry[key]
+        row.update(timing.get("points", {}).get(row["point"], {}))
         extra = {}
         _flatten("", {k: v for k, v in entry.items() if k not in ("point", *EVAL_POINT_FIELDS)}, extra)
         row.update({(f"stats_{k}" if k in COLUMNS else k): v for k, v in extra.items()})
         rows.append(row)
     return rows
+
+
+def read_latency(file: Path) -> dict:
+    """latency.json -> {"run": columns of the run's row, "points": {eval point: columns}}; {} when absent."""
+    if not file.is_file():
+        return {}
+    try:
+        data = json.loads(file.read_text())
+        latency, throughput = data["latency_ms"], data["throughput_vps"]
+        run = {"latency_ms": latency["realized"]["median"], "latency_p10_ms": latency["realized"]["p10"],
+               "latency_p90_ms": latency["realized"]["p90"], "latency_masked_ms": latency["masked"]["median"],
+               "throughput_vps": throughput["realized"]["median"],
+               "throughput_masked_vps": throughput["masked"]["median"]}
+        points = {p["point"]: {"latency_ms": p["latency_ms"], "latency_p10_ms": math.nan,
+                               "latency_p90_ms": math.nan, "latency_masked_ms": p["latency_masked_ms"],
+                               "throughput_vps": math.nan, "throughput_masked_vps": math.nan}
+                  for p in data.get("eval_points", [])}
+    except OSError as err:
+        raise InputError(file, f"cannot read timings: {err.strerror}") from err
+    except (ValueError, KeyError, TypeError) as err:
+        raise InputError(file, f"malformed timings ({err})",
+                         expected='the output of `vidbench measure`: "latency_ms", "throughput_vps", ...') from err
+    return {"run": run, "points": points}
 
 
 def collect(files) -> list[dict]:

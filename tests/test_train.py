@@ -47,7 +47,7 @@ def test_train_then_evaluate_writes_every_output(config, tmp_path, workers):
     assert json.loads((tmp_path / "metrics.json").read_text()) == json.loads(json.dumps(metrics, default=str))
     assert 0 <= metrics["top1"] <= metrics["top5"] <= 100
     assert metrics["gflops"] == pytest.approx(metrics["dense_gflops"])  # TSN is static
-    assert metrics["num_videos"] == 24 and metrics["config"] == spec and metrics["latency_ms"] > 0
+    assert metrics["num_videos"] == 24 and metrics["config"] == spec and metrics["execution"] == "masked"  # TSN: nothing to skip
     assert metrics["environment"]["packages"]["torch"].startswith("2.")
 
 

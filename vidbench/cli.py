@@ -18,11 +18,13 @@ COMMANDS = {
     "extract": ("vidbench.data.extract", "decode a prepared video dataset into JPEG frame folders (sharded)"),
     "train": ("vidbench.train", "train one run (dataset x method x point x backbone x seed)"),
     "evaluate": ("vidbench.evaluate", "evaluate a trained run and write metrics.json"),
+    "measure": ("vidbench.measure", "time evaluated runs, masked and realized, into latency.json"),
     "methods": ("vidbench.plugins_cli", "list the discovered methods and their operating points"),
     "aggregate": ("analysis.aggregate", "collect every metrics.json into summary.csv"),
     "tables": ("analysis.tables", "regenerate the paper's tables beside the published numbers"),
-    "plots": ("analysis.plots", "draw accuracy-vs-GFLOPs Pareto plots"),
+    "plots": ("analysis.plots", "draw accuracy-vs-GFLOPs (or measured latency) Pareto plots"),
     "claims": ("analysis.claims", "check the papers' claims on the runs (claims.md, .csv, .tex)"),
+    "realized": ("analysis.realized", "the realized-efficiency table: FLOP and latency ratios to TSN"),
     "policy-plots": ("analysis.policy_plots", "draw AdaFuse's policy distributions (paper Figures 3 and 4)"),
 }
 

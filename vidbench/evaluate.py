@@ -2,10 +2,8 @@
 from __future__ import annotations
 
 import platform
-import statistics
 import subprocess
 import sys
-import time
 from importlib import metadata
 from pathlib import Path
 
@@ -19,6 +17,7 @@ from vidbench.errors import InputError
 from vidbench.metrics import accuracy
 from vidbench.plugins import get_method
 from vidbench.rundir import ConfigChanged, changed_keys, fingerprint
+from vidbench.sparse import set_sparse
 from vidbench.train import FINAL
 
 METRICS = "metrics.json"
@@ -41,23 +40,6 @@ def collect(model, loader, device, progress) -> tuple[dict, int]:
             for name, value in batch.items():
                 parts.setdefault(name, []).append(value.detach().float().cpu())
     return {name: torch.cat(values) for name, values in parts.items()}, Skipped(files)
-
-
-def latency_ms(model, loader, device, videos: int) -> float:
-    """Median wall time of one video through the model (batch 1), after two warm-up passes."""
-    clip = next(c for c, labels, _ in loader if len(labels))[:1].to(device)
-    times = []
-    with torch.no_grad():
-        for i in range(videos + 2):
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-            model(clip)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            if i >= 2:
-                times.append(1000 * (time.perf_counter() - start))
-    return statistics.median(times)
 
 
 def environment(device) -> dict:
@@ -128,6 +110,9 @@ def evaluate(run_dir, progress: bool = True) -> dict:
     model = build_model(spec, trained["costs"])
     model.load_state_dict(trained["model"])
     model.to(device).eval()
+    # the threshold sweep of early exit needs every checkpoint's logits: only the masked pass has them
+    sparse = spec["eval"].get("execution", "sparse") == "sparse" and not hasattr(model, "eval_points")
+    execution = "sparse" if set_sparse(model, sparse) and sparse else "masked"
     loader = make_loader(spec, "val", train=False, batch_size=spec["eval"]["batch_size"])
     outputs, skipped = collect(model, loader, device, progress)
     if not outputs:
@@ -140,11 +125,10 @@ def evaluate(run_dir, progress: bool = True) -> dict:
         "run": {key: spec[key] for key in ("dataset", "method", "point", "backbone", "seed")},
         "title": method.title, "paper_label": method.paper_label,
         "status": run_status(trained, outputs["logits"], outputs["labels"].long()),
-        "top1": top1, "top5": top5, "epochs": len(trained["history"]),
+        "top1": top1, "top5": top5, "execution": execution, "epochs": len(trained["history"]),
         "best": best_epoch(trained),
         "gflops": outputs["flops"].mean().item() / 1e9, "dense_gflops": model.dense_flops / 1e9,
         "params_m": trained["params"] / 1e6, "train_time_s": trained["train_time_s"],
-        "latency_ms": latency_ms(model, loader, device, spec["eval"].get("latency_videos", 16)),
         "num_videos": len(outputs["labels"]),
         "unreadable": {"count": skipped + trained["skipped"], "eval": skipped, "train": trained["skipped"]},
         "unreadable_files": {"train": trained.get("unreadable", []), "eval": sorted(p for p, _ in skipped.items if p)},

@@ -48,6 +48,10 @@ TABLES = [*table_names(), "agreement"]  # the paper's tables, then published-vs-
 TABLE_FILES = [f"{RESULTS}/tables/{name}.{ext}" for name in TABLES for ext in ("md", "csv", "tex")]
 CLAIM_FILES = [f"{RESULTS}/claims.{ext}" for ext in ("md", "csv", "tex")]
 PLOT_FILES = [f"{RESULTS}/plots/pareto_{d}.{ext}" for d in DATASETS for ext in ("png", "pdf", "csv")]
+# measured time (workflow/rules/measure.smk): latency.json per run, Top-1 vs latency plots, realized table
+LATENCY_FILES = [os.path.join(run_dir(config, *run), "latency.json") for run in RUNS]
+LATENCY_PLOT_FILES = [f"{RESULTS}/plots/latency_{d}.{ext}" for d in DATASETS for ext in ("png", "pdf", "csv")]
+REALIZED_TABLE = [f"{RESULTS}/tables/realized.{ext}" for ext in ("md", "csv")]
 # AdaFuse's policy figures (paper Figures 3 and 4), when AdaFuse's default point runs.
 POLICY_RUNS = [run for run in RUNS if run[1] == "adafuse" and run[2] == "default"]
 POLICY_DATASETS = [d for d in DATASETS if any(r[0] == d for r in POLICY_RUNS)]
@@ -174,6 +178,11 @@ def train_input(wc):
 
 
 # ---------------------------------------------------------------- report
+
+
+def input_dirs(wc, input):
+    """The directory of each of a rule's inputs (the run directories of metrics.json files)."""
+    return [os.path.dirname(f) for f in input]
 
 
 def runs_root(wc, input):

@@ -7,7 +7,8 @@ report: "../report/workflow.rst"
 
 rule aggregate:
     input:
-        [metrics_path(run) for run in RUNS],
+        metrics=[metrics_path(run) for run in RUNS],
+        latency=LATENCY_FILES,  # read beside each metrics.json
     output:
         SUMMARY,
     log:
@@ -18,7 +19,7 @@ rule aggregate:
     conda:
         ENV
     shell:
-        "python -m vidbench aggregate --out {output:q} --metrics {input:q} > {log:q} 2>&1"
+        "python -m vidbench aggregate --out {output:q} --metrics {input.metrics:q} > {log:q} 2>&1"
 
 
 rule tables:
