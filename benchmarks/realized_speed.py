@@ -43,7 +43,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from vidbench.engine import keep_freed_memory  # noqa: E402
-from vidbench.flops import attach  # noqa: E402
+from vidbench.flops import attach, attach_costs  # noqa: E402
 from vidbench.plugins import get_method  # noqa: E402
 from vidbench.policy import ACTIONS, one_hot  # noqa: E402
 from vidbench.sparse import set_sparse  # noqa: E402
@@ -72,10 +72,15 @@ class ReplayedAdaFuse(AdaFuseHook):
         return one_hot(torch.where(held, fixed, per_frame).flatten(0, 1), branch.dtype).to(branch.device)
 
 
+COSTS: dict[tuple[str, str], dict] = {}   # fvcore's table per method and backbone (options here change no shape)
+
+
 def build(method: str, backbone: str, **cfg):
     spec = get_method(method)
     model = spec.build({**spec.defaults, **cfg}, backbone=backbone, num_classes=CLASSES, num_segments=FRAMES)
-    return attach(model, (FRAMES, 3, SIZE, SIZE)).eval()
+    if (method, backbone) not in COSTS:
+        COSTS[method, backbone] = attach(model, (FRAMES, 3, SIZE, SIZE)).costs
+    return attach_costs(model, COSTS[method, backbone]).eval()
 
 
 def adafuse(backbone: str, per_block: list[tuple[list[float], float]] | None = None, mix=None, static=0.0):

@@ -108,14 +108,14 @@ def measure(run_dir, threads: int | None = None) -> dict:
     model.load_state_dict(trained["model"])
     model.to(device).eval()
     settings = spec["eval"]
-    repeats, warmup = int(settings.get("latency_videos", 16)), int(settings.get("latency_warmup", 2))
+    repeats, warmup = int(settings.get("latency_videos", 10)), int(settings.get("latency_warmup", 1))
     loader = make_loader(spec, "val", train=False, batch_size=settings["batch_size"])
     batch = next(clips for clips, labels, _ in loader if len(labels)).to(device)
     videos = [batch[i:i + 1] for i in range(min(len(batch), max(repeats, 1)))]
     sparse = set_sparse(model, False)
     paths = PATHS if sparse else ("masked",)
     latency = timed(model, videos, device, repeats, warmup, paths)
-    throughput = timed(model, [batch], device, int(settings.get("throughput_batches", 3)), 1, paths)
+    throughput = timed(model, [batch], device, int(settings.get("throughput_batches", 2)), 1, paths)
     figures = {
         "latency_ms": {p: spread(latency[p], 1000) for p in paths},
         "throughput_vps": {p: spread([len(batch) / t for t in throughput[p]]) for p in paths},
