@@ -22,7 +22,9 @@ methods' decisions are replayed, so a synthetic run's policy is timed on a real-
   trained early-exit runs under --runs, the latency at each threshold from their exit shares.
 
 Every case is timed round-robin with the others, repetition by repetition (drift hits all alike), after
-a warm-up round; figures are medians. FLOP saving = 1 - GFLOPs / TSN's, latency saving = 1 - realized
+a warm-up round; figures are medians. `--clock cpu` times with this process's CPU time instead of the
+wall clock: on a machine shared with other jobs, with --threads 1, it leaves out the time the process
+waits for a core (not the slowdown from neighbours sharing caches); a quiet machine needs the default. FLOP saving = 1 - GFLOPs / TSN's, latency saving = 1 - realized
 latency / TSN's, realized = latency saving / FLOP saving. The last lines, one per backbone, give
 AdaFuse at the headline mix (HEADLINE, >= 40% FLOP saving on both backbones) at batch 1 on the CPU:
 
@@ -141,7 +143,10 @@ def cases(backbone: str, static: float, adafuse_runs: list[dict]) -> dict[str, o
     return models
 
 
-def round_robin(models: dict, clips: torch.Tensor, device, repeats: int) -> dict:
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
+def round_robin(models: dict, clips: torch.Tensor, device, repeats: int, clock=time.perf_counter) -> dict:
     """Seconds per forward of every (case, path), one warm-up round, then `repeats` rounds in rotating order."""
     runs = [(name, path) for name, model in models.items()
             for path in (("masked", "realized") if set_sparse(model, False) else ("masked",))]
@@ -153,11 +158,11 @@ def round_robin(models: dict, clips: torch.Tensor, device, repeats: int) -> dict
                 model = models[name]
                 set_sparse(model, path == "realized")
                 sync(device)
-                start = time.perf_counter()
+                start = clock()
                 model(clips)
                 sync(device)
                 if i:
-                    times[name, path].append(time.perf_counter() - start)
+                    times[name, path].append(clock() - start)
     return times
 
 
@@ -212,6 +217,7 @@ def main() -> int:
     parser.add_argument("--runs", type=Path, default=Path("results/runs"),
                         help="trained runs whose AdaFuse shares and early-exit shares are replayed")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     keep_freed_memory()
@@ -219,6 +225,7 @@ def main() -> int:
     static = statistics.mean(r["stats"]["static_share"] for r in adafuse_runs) if adafuse_runs else 0.0
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
     print(f"{platform.processor() or platform.machine()}, torch {torch.__version__}, {args.threads} threads, "
+          f"{args.clock} clock, "
           f"{FRAMES} frames of {SIZE}x{SIZE}, {args.repeats} timed rounds; static share "
           f"{static:.2f} from {len(adafuse_runs)} trained AdaFuse run(s) under {args.runs}")
     headline = {}
@@ -228,7 +235,8 @@ def main() -> int:
             for batch in args.batches:
                 clips = torch.randn(batch, FRAMES, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(0)).to(device)
                 print(f"\n== {backbone}, batch {batch}, {device.type}")
-                figures = report(models, clips, round_robin(models, clips, device, args.repeats), device)
+                clock = CLOCKS[args.clock] if device.type == "cpu" else time.perf_counter   # GPU time is wall time
+                figures = report(models, clips, round_robin(models, clips, device, args.repeats, clock), device)
                 exit_thresholds(figures, exit_runs, models["Early exit at layer4"].checkpoint_names())
                 if device.type == "cpu" and batch == 1:
                     key = f"AdaFuse {'/'.join(f'{v:g}' for v in HEADLINE)} " + (
