@@ -75,9 +75,14 @@ def test_evaluation_is_deterministic(untrained_run, method):
 
 
 def test_latency_is_timed_on_one_video():
-    from vidbench.evaluate import latency_ms
+    from vidbench.measure import timed  # timing moved out of the evaluator into `vidbench measure`
+
+    class Recorder(torch.nn.Module):
+        def forward(self, clip):
+            batches.append(clip.shape[0])
 
     batches = []
-    loader = [(torch.zeros(0, T_, 3, 8, 8), torch.zeros(0), 0), (torch.zeros(4, T_, 3, 8, 8), torch.ones(4), 0)]
-    assert latency_ms(lambda clip: batches.append(clip.shape[0]), loader, torch.device("cpu"), videos=3) >= 0
+    videos = [torch.zeros(1, T_, 3, 8, 8), torch.zeros(1, T_, 3, 8, 8)]
+    times = timed(Recorder(), videos, torch.device("cpu"), repeats=3, warmup=2, paths=("masked",))
+    assert len(times["masked"]) == 3 and min(times["masked"]) >= 0
     assert batches == [1] * 5                              # two warm-up passes, then the timed ones

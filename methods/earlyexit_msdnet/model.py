@@ -23,6 +23,7 @@ class MSDNetExits(ExitModel):
         head = self.net.heads[e]
         return xs, head(xs[-1]).view(-1, self.num_segments, head.fc.out_features).mean(1)
 
+
 def build(cfg, *, backbone, num_classes, num_segments):
     # `msdnet: {<backbone>: {...}}` reaches build() already resolved to this backbone's overrides
     size = msdnet_size(backbone, cfg.get("msdnet") or None)
