@@ -25,7 +25,7 @@ rule latency_plots:
     input:
         SUMMARY,
     output:
-        LATENCY_PLOT_FILES,
+        [plot_output(path, "../report/latency.rst", "Latency plots") for path in LATENCY_PLOT_FILES],
     params:
         out=output_dir,
         datasets=DATASETS,
@@ -45,7 +45,8 @@ rule realized_table:
     input:
         SUMMARY,
     output:
-        REALIZED_TABLE,
+        [report(path, caption="../report/realized.rst", category="Tables", subcategory="realized",
+                labels={"table": "realized"}) if path.endswith(".csv") else path for path in REALIZED_TABLE],
     params:
         out=output_dir,
     log:
