@@ -44,8 +44,8 @@ class AdaFuseHook(PolicyHook):
         self.force = FORCE[force]
         self.logit_scale = float(logit_scale)
         self.history = "reuse" in allowed
-        # the A sampled actions -> their places in [skip, reuse, keep]
-        self.register_buffer("placement", one_hot(torch.tensor([ACTIONS.index(a) for a in ACTIONS if a in allowed])),
+        # the places of the A sampled actions in [skip, reuse, keep]
+        self.register_buffer("places", torch.tensor([ACTIONS.index(a) for a in ACTIONS if a in allowed]),
                              persistent=False)
 
     def logits(self, branch: torch.Tensor) -> torch.Tensor:
@@ -53,7 +53,7 @@ class AdaFuseHook(PolicyHook):
         if self.history:
             pooled = torch.cat([previous_frame(pooled, self.num_segments), pooled], 1)  # v_{t-1} (0 at t = 0), v_t
         hidden = F.relu(self.bn(self.fc1(pooled)))
-        logits = self.fc2(hidden).view(pooled.shape[0], -1, len(self.placement))   # [N*T, C, A]
+        logits = self.fc2(hidden).view(pooled.shape[0], -1, len(self.places))      # [N*T, C, A]
         return logits * self.logit_scale if self.logit_scale != 1.0 else logits
 
     def decide(self, out, branch):
@@ -67,7 +67,8 @@ class AdaFuseHook(PolicyHook):
             sampled = gumbel_hard(log_probs, self.tau)
         else:
             sampled = F.one_hot(log_probs.argmax(-1), log_probs.shape[-1]).to(log_probs.dtype)
-        return sampled @ self.placement.to(sampled.dtype)
+        # a copy, not a product with a placement matrix: fvcore would count that as policy FLOPs
+        return sampled.new_zeros(*sampled.shape[:-1], len(ACTIONS)).index_copy(-1, self.places, sampled)
 
 
 class AdaFuseClassifier(PolicyClassifier):
