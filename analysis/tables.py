@@ -37,7 +37,7 @@ from vidbench.errors import InputError
 PAPER_DIR = Path(__file__).resolve().parent / "paper"
 SOURCE = "AdaFuse (Meng et al., ICLR 2021)"
 
-# published backbone -> run backbones; earlyexit_msdnet builds an MSDNet-38-like network for resnet50
+# published backbone -> run backbones; earlyexit_msdnet builds MSDNet-38 for resnet50
 BACKBONES = {"ResNet18": ("resnet18",), "ResNet50": ("resnet50",), "MSDNet-38": ("resnet50",)}
 STAND_INS = {"resnet_tiny": ("ResNet18",)}  # run backbone -> published backbones it stands in for
 ALIASES = {"adafusetsn": {"adafuse"}}  # normalised published label -> other accepted paper_labels
