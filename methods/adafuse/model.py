@@ -19,9 +19,9 @@ from vidbench.policy import ACTIONS, KEEP, PolicyClassifier, PolicyHook, install
 FORCE = {None: None, "none": None, "skip": 0, "reuse": 1, "keep": 2}
 
 
-def gumbel_hard(log_probs: torch.Tensor, tau: float) -> torch.Tensor:
+def gumbel_hard(log_probs: torch.Tensor, tau: float, generator: torch.Generator | None = None) -> torch.Tensor:
     """Hard Gumbel-Softmax with a straight-through gradient over the last dim (Eq. 7)."""
-    uniform = torch.rand(log_probs.shape, device=log_probs.device, dtype=log_probs.dtype)
+    uniform = torch.rand(log_probs.shape, generator=generator, device=log_probs.device, dtype=log_probs.dtype)
     gumbel = -torch.log(-torch.log(uniform.clamp(1e-10, 1.0 - 1e-7)))
     soft = ((log_probs + gumbel) / tau).softmax(-1)
     hard = F.one_hot(soft.argmax(-1), soft.shape[-1]).to(soft.dtype)
