@@ -2,10 +2,12 @@
 
 One row per run, plus one row per `eval_points` entry (methods such as early exit that sweep a
 threshold at evaluation from one trained model): that row takes the entry's label as its `point`
-and its top1/top5/gflops (and any other scalar it gives), and records the trained point in
-`trained_point`. Scalar method statistics are flattened into columns (stats.policy.skip ->
-policy_skip; AdaFuse-style policies give skip/reuse/keep at the top of stats) and the run's model
-config into `cfg_<key>` columns (e.g. cfg_lam, cfg_hidden; per-backbone values picked for the run).
+(`<trained point>/<label>` when the trained point is not `default`, so that the points of several
+trained points stay apart) and its top1/top5/gflops (and any other scalar it gives), and records the
+trained point in `trained_point`. `frames` is the run's frame count (data.num_segments). Scalar method
+statistics are flattened into columns (stats.policy.skip -> policy_skip; AdaFuse-style policies give
+skip/reuse/keep at the top of stats) and the run's model config into `cfg_<key>` columns (e.g. cfg_lam,
+cfg_hidden; per-backbone values picked for the run).
 `status` is the run's own verdict on itself ("ok", or a short reason such as "diverged: ..."; a
 metrics.json without one is "ok"); tables, plots, claims and statistics use only the "ok" rows
 (`usable`) and name the others in their notes.
@@ -27,7 +29,8 @@ RUN_KEYS = ("dataset", "method", "point", "backbone", "seed")
 LATENCY = ("latency_ms", "latency_p10_ms", "latency_p90_ms", "latency_masked_ms", "throughput_vps",
            "throughput_masked_vps")
 COLUMNS = [*RUN_KEYS, "status", "trained_point", "title", "paper_label", "top1", "top5", "top1_best", "best_epoch",
-           "epochs", "gflops", "dense_gflops", "params_m", "train_time_s", *LATENCY, "num_videos", "unreadable"]
+           "epochs", "gflops", "dense_gflops", "params_m", "train_time_s", *LATENCY, "num_videos", "unreadable",
+           "frames"]
 REQUIRED = ("run", "top1", "gflops")
 OK = "ok"
 NUMERIC = ("top1", "top5", "gflops", "dense_gflops", "params_m", "train_time_s", "latency_ms")
@@ -114,6 +117,7 @@ def rows_of(file) -> list[dict]:
     best = data.get("best") or {}
     base.update(top1_best=_number(file, "best.top1", best.get("top1")), best_epoch=best.get("epoch"),
                 epochs=data.get("epochs"))
+    base["frames"] = ((data.get("config") or {}).get("data") or {}).get("num_segments")
     model = (data.get("config") or {}).get("model") or {}
     model = {k: per_backbone(v, str(run["backbone"])) for k, v in model.items()} if isinstance(model, dict) else {}
     cfg = {}
@@ -131,8 +135,8 @@ def rows_of(file) -> list[dict]:
         if not isinstance(entry, dict) or "point" not in entry or "top1" not in entry or "gflops" not in entry:
             raise InputError(file, f"eval_points[{i}] is {entry!r}",
                              expected='{"point": <label>, "top1": <number>, "gflops": <number>, "top5": ...}')
-        row = {**base, **cfg, "point": str(entry["point"]), **dict.fromkeys(LATENCY, math.nan),
-               "metrics": str(file)}
+        label = str(entry["point"]) if run["point"] == "default" else f"{run['point']}/{entry['point']}"
+        row = {**base, **cfg, "point": label, **dict.fromkeys(LATENCY, math.nan), "metrics": str(file)}
         row["top5"] = math.nan
         for key in EVAL_POINT_FIELDS:
             if key in entry:

@@ -37,7 +37,7 @@ from vidbench.errors import InputError
 PAPER_DIR = Path(__file__).resolve().parent / "paper"
 SOURCE = "AdaFuse (Meng et al., ICLR 2021)"
 
-# published backbone -> run backbones; earlyexit_msdnet builds an MSDNet-38-like network for resnet50
+# published backbone -> run backbones; earlyexit_msdnet builds MSDNet-38 for resnet50
 BACKBONES = {"ResNet18": ("resnet18",), "ResNet50": ("resnet50",), "MSDNet-38": ("resnet50",)}
 STAND_INS = {"resnet_tiny": ("ResNet18",)}  # run backbone -> published backbones it stands in for
 ALIASES = {"adafusetsn": {"adafuse"}}  # normalised published label -> other accepted paper_labels
@@ -59,6 +59,9 @@ SKIP = (("skip", "policy_skip"), "pct")
 REUSE = (("reuse", "policy_reuse"), "pct")
 TABLES = {
     "table1": dict(csv="table1_sthv1_r18_inc.csv", dataset="sthv1", baseline="TSN",
+                   config_notes={"Threshold": ("cfg_keep_ratio", "Threshold keeps the top {} of conv1's output "
+                                               "channels per frame (keep_ratio; 0.76 costs 11.28 GFLOPs on "
+                                               "ResNet18, the published 11.3)")},
                    title="Table 1: baselines on Something-Something V1",
                    metrics={"params_M": ("params_m", None), **ACC, "top5": ("top5", None)}),
     "table3": dict(csv="table3_four_datasets.csv", baseline="TSN",
@@ -82,9 +85,16 @@ TABLES = {
                     labels={("TSN-8F", "ResNet50"): "TSN", ("TSM-8F", "ResNet50"): "TSM",
                             ("DynamicInference", "MSDNet-38"): "DynamicInference-MSDNet"},
                     unpublished=[{"method": "DynamicInference-frames", "backbone": "ResNet50"}],
+                    # frames per video as published: the -8F/-16F labels; DynamicInference inferred (see note)
+                    published_frames={"TSN-8F": 8, "TSN-16F": 16, "TSM-8F": 8, "TSM-16F": 16,
+                                      "DynamicInference": 16},
                     note="DynamicInference rows: earlyexit (ResNet) and earlyexit_msdnet (MSDNet) at their "
                          "`default` threshold; DynamicInference-frames (earlyexit_frames, exits along the "
-                         "frames) was not published.",
+                         "frames) was not published. The slides do not print the frame count of their "
+                         "Something rows; 16 is inferred (ResNet-50's 52.8 and 48.0 GFLOPs exceed its dense "
+                         "8-frame 33 G, and their Kinetics rows state 16 frames). A row whose `frames` differ "
+                         "from `paper_frames` is a different setting: its GFLOPs scale with the frame count "
+                         "(workflow/config/paper-16f.yaml runs early exit at 16 frames).",
                     title="Dynamic Inference (Wu et al. 2020) on Something-Something V1 and V2",
                     metrics={**ACC, "top5": ("top5", None)}),
 }
@@ -332,6 +342,8 @@ def _inside(record: dict, prow, printed) -> dict:
 
 def _record(spec, base: dict, row, groups, printed, paper_rel=math.nan) -> dict:
     record = {**base, **_measured(row, spec["metrics"], groups), **_run_columns(row)}
+    if "published_frames" in spec and row.get("frames") == row.get("frames"):
+        record["frames"] = str(int(row["frames"]))   # the run's frame count, beside the published one
     if "baseline" in spec:
         record.update({**_versus(row, groups), "paper_gflops_rel_tsn": paper_rel})
     if not str(row["dataset"]).startswith("synth-"):
@@ -346,6 +358,9 @@ def build_table(name: str, summary):
     spec = TABLES[name]
     ok, excluded = usable(summary)
     pub = published(name)
+    if "published_frames" in spec:
+        pub.insert(list(pub.columns).index("dataset") + 1, "paper_frames",
+                   [str(spec["published_frames"].get(label, "")) for label in pub["method"]])
     repro = reproduced(ok)
     groups = _groups(ok) if not ok.empty else {}
     metrics = spec["metrics"]  # a metric the paper did not print (table 6's skip_pct) is reproduced only
@@ -369,7 +384,7 @@ def build_table(name: str, summary):
         records += _extra_rows(spec, pub, repro, used, descriptive, groups, printed)
     frame = pd.DataFrame(records, columns=_columns(spec, descriptive, printed, records))
     frame["n"] = frame["n"].fillna(0).astype(int)
-    return frame, _note(name, frame, excluded)
+    return frame, _note(name, frame, excluded, repro.loc[sorted(used)])
 
 
 def _extra_rows(spec, pub, repro, used, descriptive, groups, printed) -> list[dict]:
@@ -391,7 +406,7 @@ def _extra_rows(spec, pub, repro, used, descriptive, groups, printed) -> list[di
 
 
 def _columns(spec, descriptive, printed, records) -> list[str]:
-    order = [*descriptive]
+    order = [*descriptive, *(["frames"] if "published_frames" in spec else [])]
     for col in spec["metrics"]:
         order += [f"paper_{col}"] if col in printed else []
         order += [col, *(f"{col}_{s}" for s in SPREAD)]
@@ -454,7 +469,18 @@ def display(name, frame):
     return pd.DataFrame(cells, columns=shown)
 
 
-def _note(name, frame, excluded) -> str:
+def _config_lines(spec, matched) -> list[str]:
+    """The table's `config_notes` ({row label: (summary column, text with {} for its values)}) for the
+    matched runs: which setting a row was reproduced with."""
+    lines = []
+    for label, (column, text) in spec.get("config_notes", {}).items():
+        rows = matched[matched["row_label"].map(norm) == norm(label)] if not matched.empty else matched
+        if column in rows.columns and rows[column].notna().any():
+            lines.append(text.format(", ".join(f"{v:g}" for v in sorted(rows[column].dropna().unique()))) + ".")
+    return lines
+
+
+def _note(name, frame, excluded, matched) -> str:
     spec = TABLES[name]
     done = frame[frame["n"] > 0]
     source = spec.get("source", f"{SOURCE}, {spec['title'].split(':')[0]}")
@@ -482,6 +508,7 @@ def _note(name, frame, excluded) -> str:
     datasets = sorted(set(done["run_dataset"]))
     backbones = sorted(set(done["run_backbone"]))
     lines.append(f"Reproduced numbers come from datasets {', '.join(datasets)} with backbones {', '.join(backbones)}.")
+    lines += _config_lines(spec, matched)
     if any(d.startswith("synth-") for d in datasets):
         lines.append("Synthetic datasets (synth-*) only stand in for the real ones: their accuracies and costs are "
                      "not comparable with the published numbers in absolute terms; compare the ordering of methods "

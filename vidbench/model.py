@@ -53,6 +53,14 @@ def make_backbone(name: str, cfg: dict) -> ResNet:
     return backbone
 
 
+def init_classifier(fc: nn.Linear, std: float | None) -> None:
+    """Weights N(0, std) and zero bias, as the released TSN/TSM/AdaFuse code initialises its classifier;
+    std None keeps PyTorch's default (methods choose per backbone: `fc_init_std` in their method.yaml)."""
+    if std is not None:
+        nn.init.normal_(fc.weight, 0.0, float(std))
+        nn.init.zeros_(fc.bias)
+
+
 class FrameClassifier(VideoModel):
     """A 2D CNN applied to every frame; dropout + fc per frame; video logits = mean of frame logits (TSN)."""
 

@@ -41,19 +41,28 @@ class TrainingError(HarnessError):
 
 
 NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.GroupNorm, nn.LayerNorm)
+GROUPS = ("weights", "biases", "norms")
+GROUP_ATTRIBUTE = "optimizer_group"  # a method states a parameter's group: setattr(param, GROUP_ATTRIBUTE, "weights")
 
 
 def param_groups(model, weight_decay: float, bias_lr_mult: float = 1.0) -> list[dict]:
     """The released recipe's groups: weights with weight decay; biases without, at `bias_lr_mult` times
-    the learning rate; normalisation layers without either."""
+    the learning rate; normalisation layers without either. A parameter's `optimizer_group` attribute,
+    where a method sets one, overrides the rule (CGNet's 1-D gate thresholds train as weights)."""
     norm_params = {id(p) for m in model.modules() if isinstance(m, NORMS) for p in m.parameters(recurse=False)}
-    weights, biases, norms = [], [], []
-    for param in model.parameters():
-        if param.requires_grad:
-            (norms if id(param) in norm_params else weights if param.ndim > 1 else biases).append(param)
-    return [{"params": weights, "weight_decay": weight_decay, "lr_mult": 1.0},
-            {"params": biases, "weight_decay": 0.0, "lr_mult": bias_lr_mult},
-            {"params": norms, "weight_decay": 0.0, "lr_mult": 1.0}]
+    groups = {name: [] for name in GROUPS}
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        group = getattr(param, GROUP_ATTRIBUTE, None)
+        if group is None:
+            group = "norms" if id(param) in norm_params else "weights" if param.ndim > 1 else "biases"
+        elif group not in GROUPS:
+            raise ValueError(f"parameter {name}: {GROUP_ATTRIBUTE} is {group!r}, expected one of {GROUPS}")
+        groups[group].append(param)
+    return [{"params": groups["weights"], "weight_decay": weight_decay, "lr_mult": 1.0},
+            {"params": groups["biases"], "weight_decay": 0.0, "lr_mult": bias_lr_mult},
+            {"params": groups["norms"], "weight_decay": 0.0, "lr_mult": 1.0}]
 
 
 def make_optimizer(model, cfg):

@@ -12,49 +12,48 @@ import torch.nn.functional as F
 from torch import nn
 
 from vidbench.hooks import install_shift
-from vidbench.model import make_backbone
-from vidbench.policy import ACTIONS, PolicyClassifier, PolicyHook, install_policies, one_hot, previous_frame
+from vidbench.metrics import accuracy
+from vidbench.model import init_classifier, make_backbone
+from vidbench.policy import ACTIONS, KEEP, PolicyClassifier, PolicyHook, install_policies, one_hot, previous_frame
 
 FORCE = {None: None, "none": None, "skip": 0, "reuse": 1, "keep": 2}
 
 
-def gumbel_hard(log_probs: torch.Tensor, tau: float, allowed: torch.Tensor | None = None,
-                generator: torch.Generator | None = None) -> torch.Tensor:
-    """Hard Gumbel-Softmax with a straight-through gradient over the last dim (Eq. 7).
-
-    `allowed` [3] bool masks actions out of the sample (they are never drawn, whatever the noise)."""
+def gumbel_hard(log_probs: torch.Tensor, tau: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Hard Gumbel-Softmax with a straight-through gradient over the last dim (Eq. 7)."""
     uniform = torch.rand(log_probs.shape, generator=generator, device=log_probs.device, dtype=log_probs.dtype)
     gumbel = -torch.log(-torch.log(uniform.clamp(1e-10, 1.0 - 1e-7)))
-    scores = (log_probs + gumbel) / tau
-    if allowed is not None:
-        scores = scores.masked_fill(~allowed, float("-inf"))
-    soft = scores.softmax(-1)
-    hard = one_hot(soft.argmax(-1), soft.dtype)
+    soft = ((log_probs + gumbel) / tau).softmax(-1)
+    hard = F.one_hot(soft.argmax(-1), soft.shape[-1]).to(soft.dtype)
     return hard - soft.detach() + soft
 
 
 class AdaFuseHook(PolicyHook):
-    """Policy net g(v_{t-1}, v_t) of one block: Linear(2*C_in, H) -> BN1d(H) -> ReLU -> Linear(H, 3*C).
+    """Policy net g of one block: Linear(in, H) -> BN1d(H) -> ReLU -> Linear(H, A*C) over the A allowed
+    actions. Its input is [v_{t-1}, v_t] (2*C_in) when reuse is allowed, else v_t alone (C_in): the
+    released code feeds the history only to policies that can reuse (Ada.Skip sees frame t only).
 
     `fc1` / `fc2` may be shared with other blocks of equal shape; `bn` is always the block's own."""
 
     def __init__(self, num_segments, fc1: nn.Linear, fc2: nn.Linear, *, tau=0.67, eval_sampling="argmax",
-                 allowed=("skip", "reuse", "keep"), force=None, logit_scale=1.0):
+                 allowed=ACTIONS, force=None, logit_scale=1.0):
         super().__init__(num_segments)
         self.fc1, self.fc2 = fc1, fc2
         self.bn = nn.BatchNorm1d(fc1.out_features)
         self.tau, self.eval_sampling = float(tau), eval_sampling
         self.force = FORCE[force]
         self.logit_scale = float(logit_scale)
-        mask = torch.tensor([a in allowed for a in ACTIONS])
-        self.register_buffer("allowed", mask, persistent=False)
-        self.restricted = not bool(mask.all())
+        self.history = "reuse" in allowed
+        # the places of the A sampled actions in [skip, reuse, keep]
+        self.register_buffer("places", torch.tensor([ACTIONS.index(a) for a in ACTIONS if a in allowed]),
+                             persistent=False)
 
     def logits(self, branch: torch.Tensor) -> torch.Tensor:
         pooled = F.adaptive_avg_pool2d(branch, 1).flatten(1)                  # [N*T, C_in]
-        history = previous_frame(pooled, self.num_segments)                   # v_{t-1}, zeros at t = 0
-        hidden = F.relu(self.bn(self.fc1(torch.cat([history, pooled], 1))))
-        logits = self.fc2(hidden).view(pooled.shape[0], -1, 3)               # [N*T, C, 3]
+        if self.history:
+            pooled = torch.cat([previous_frame(pooled, self.num_segments), pooled], 1)  # v_{t-1} (0 at t = 0), v_t
+        hidden = F.relu(self.bn(self.fc1(pooled)))
+        logits = self.fc2(hidden).view(pooled.shape[0], -1, len(self.places))      # [N*T, C, A]
         return logits * self.logit_scale if self.logit_scale != 1.0 else logits
 
     def decide(self, out, branch):
@@ -62,14 +61,65 @@ class AdaFuseHook(PolicyHook):
         if self.force is not None:
             index = torch.full(logits.shape[:2], self.force, device=logits.device)
             return one_hot(index, logits.dtype)
-        if self.restricted:
-            logits = logits.masked_fill(~self.allowed, float("-inf"))
         log_probs = torch.log(logits.softmax(-1).clamp(min=1e-8))
-        allowed = self.allowed if self.restricted else None
         if self.training or (self.eval_sampling == "gumbel" and not torch.jit.is_tracing()):
             # evaluation draws use the global RNG, which the evaluator seeds with the run's seed
-            return gumbel_hard(log_probs, self.tau, allowed)
-        return one_hot(log_probs.argmax(-1), logits.dtype)
+            sampled = gumbel_hard(log_probs, self.tau)
+        else:
+            sampled = F.one_hot(log_probs.argmax(-1), log_probs.shape[-1]).to(log_probs.dtype)
+        # a copy, not a product with a placement matrix: fvcore would count that as policy FLOPs
+        return sampled.new_zeros(*sampled.shape[:-1], len(ACTIONS)).index_copy(-1, self.places, sampled)
+
+
+class AdaFuseClassifier(PolicyClassifier):
+    """Adds two evaluation figures to the policy classifier's:
+    - `released_flops`: the cost as the released FLOPs code counts it, which at the last frame takes frame
+      T-2's keep mask where Eq. 5 takes frame T-1's (the reported `flops` keep Eq. 5);
+    - evaluated with sampled policies (`eval_sampling: gumbel`, as released), every batch also runs the
+      argmax policy, and `eval_points` reports that figure as the point "argmax"."""
+
+    def forward(self, clips):
+        out = super().forward(clips)
+        hooks = self.hooks()
+        if not hooks:
+            return out
+        out.stats["released_flops"] = (out.flops + self.released_last_frame(hooks)).detach()
+        if self.training or hooks[0].eval_sampling != "gumbel" or torch.jit.is_tracing():
+            return out
+        for hook in hooks:
+            hook.eval_sampling = "argmax"
+        try:
+            deterministic = super().forward(clips)
+        finally:
+            for hook in hooks:
+                hook.eval_sampling = "gumbel"
+        out.stats.update(argmax_logits=deterministic.logits, argmax_flops=deterministic.flops)
+        return out
+
+    def released_last_frame(self, hooks) -> torch.Tensor:
+        """[B] MACs the released code's last-frame lookup adds to Eq. 5 (negative where it saves more)."""
+        extra = torch.zeros(hooks[0].actions.shape[0], device=hooks[0].actions.device)
+        if self.num_segments < 2:
+            return extra
+        for hook in hooks:
+            keep = hook.actions[..., KEEP]                                      # [B, T, C]
+            conv1 = self.cost(hook.conv1_name) / self.num_segments
+            extra = extra + (keep[:, -2] - keep[:, -1]).mean(-1) * conv1
+        return extra
+
+    def eval_points(self, outputs: dict) -> list[dict]:
+        if "stats.argmax_logits" not in outputs:
+            return []
+        top1, top5 = accuracy(outputs["stats.argmax_logits"], outputs["labels"])
+        return [{"point": "argmax", "top1": top1, "top5": top5,
+                 "gflops": outputs["stats.argmax_flops"].double().mean().item() / 1e9}]
+
+    def summarize(self, stats: dict) -> dict:
+        summary = super().summarize({k: v for k, v in stats.items()
+                                     if not k.startswith("argmax_") and k != "released_flops"})
+        if "released_flops" in stats:
+            summary["released_gflops"] = float(stats["released_flops"]) / 1e9
+        return summary
 
 
 def build(cfg, *, backbone, num_classes, num_segments):
@@ -93,11 +143,12 @@ def build(cfg, *, backbone, num_classes, num_segments):
             hidden = int(cfg["hidden_quota"]) // width
         else:
             hidden = int(cfg["hidden"])
-        key = (2 * c_in, hidden, 3 * width)
+        inputs = 2 * c_in if "reuse" in allowed else c_in
+        key = (inputs, hidden, len(allowed) * width)
         if cfg.get("share_fc") and key in shared:
             fc1, fc2 = shared[key]
         else:
-            fc1, fc2 = nn.Linear(2 * c_in, hidden), nn.Linear(hidden, 3 * width)
+            fc1, fc2 = nn.Linear(inputs, hidden), nn.Linear(hidden, len(allowed) * width)
             for fc in (fc1, fc2):
                 nn.init.normal_(fc.weight, 0.0, float(cfg.get("init_std", 0.001)))
                 nn.init.zeros_(fc.bias)
@@ -114,5 +165,7 @@ def build(cfg, *, backbone, num_classes, num_segments):
         raise ValueError(f"adafuse: loss must be gflops, relative or normalised, got {efficiency['form']!r}")
     if efficiency["flops"] not in ("eq5", "upper_bound"):
         raise ValueError(f"adafuse: loss_flops must be eq5 or upper_bound, got {efficiency['flops']!r}")
-    return PolicyClassifier(net, num_classes, num_segments, cfg.get("dropout", 0.5), efficiency)
+    model = AdaFuseClassifier(net, num_classes, num_segments, cfg.get("dropout", 0.5), efficiency)
+    init_classifier(model.fc, cfg.get("fc_init_std"))
+    return model
 

@@ -58,6 +58,7 @@ class ChannelGate(nn.Module, Realizable):
         self.partial, self.rest = _SliceConv(0, split), _SliceConv(split, in_channels)
         self.norm = nn.BatchNorm2d(out_channels, affine=False)
         self.theta = nn.Parameter(torch.zeros(out_channels))
+        self.theta.optimizer_group = "weights"   # as released: lr x1 and weight decay, not the biases' group
         self.alpha, self.force = alpha, force
         self.open: torch.Tensor | None = None
 

@@ -1,7 +1,7 @@
 """CGNet: channel gating of conv1 in every residual block of a TSN (the gate: gate.py beside this file)."""
 import torch
 
-from vidbench.model import FrameClassifier, VideoOutput, make_backbone
+from vidbench.model import FrameClassifier, VideoOutput, init_classifier, make_backbone
 
 from .gate import gated_savings, install_gates, theta_loss
 
@@ -23,5 +23,7 @@ class GatedClassifier(FrameClassifier):
 
 
 def build(cfg, *, backbone, num_classes, num_segments):
-    return GatedClassifier(make_backbone(backbone, cfg), num_classes, num_segments, cfg["dropout"], cfg["groups"],
-                           cfg["alpha"], cfg["theta_weight"], cfg["theta_target"], cfg.get("force"))
+    model = GatedClassifier(make_backbone(backbone, cfg), num_classes, num_segments, cfg["dropout"], cfg["groups"],
+                            cfg["alpha"], cfg["theta_weight"], cfg["theta_target"], cfg.get("force"))
+    init_classifier(model.fc, cfg.get("fc_init_std"))
+    return model

@@ -1,8 +1,8 @@
-"""LSTM: per-frame backbone features -> LSTMCell(features, hidden) -> classifier at every step, averaged."""
+"""LSTM: per-frame backbone features -> dropout -> LSTMCell(features, hidden) -> classifier at every step, averaged."""
 import torch
 from torch import nn
 
-from vidbench.model import VideoModel, VideoOutput, make_backbone
+from vidbench.model import VideoModel, VideoOutput, init_classifier, make_backbone
 
 
 class LSTMClassifier(VideoModel):
@@ -22,15 +22,18 @@ class LSTMClassifier(VideoModel):
 
     def forward(self, clips):
         batch, frames = clips.shape[:2]
-        features = self.backbone(clips.flatten(0, 1)).view(batch, frames, -1)
+        # as released: dropout on the frame features (where the backbone's fc was), before the cell
+        features = self.dropout(self.backbone(clips.flatten(0, 1))).view(batch, frames, -1)
         h = features.new_zeros(batch, self.lstm.hidden_size)
         c = torch.zeros_like(h)
         step_logits = []
         for t in range(frames):
             h, c = self.lstm(features[:, t], (h, c))
-            step_logits.append(self.fc(self.dropout(h)))
+            step_logits.append(self.fc(h))
         return VideoOutput(torch.stack(step_logits, 1).mean(1), self.static_flops(batch))
 
 
 def build(cfg, *, backbone, num_classes, num_segments):
-    return LSTMClassifier(make_backbone(backbone, cfg), num_classes, num_segments, cfg["hidden"], cfg["dropout"])
+    model = LSTMClassifier(make_backbone(backbone, cfg), num_classes, num_segments, cfg["hidden"], cfg["dropout"])
+    init_classifier(model.fc, cfg.get("fc_init_std"))
+    return model

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from vidbench.errors import InputError
-from vidbench.model import make_backbone
+from vidbench.model import init_classifier, make_backbone
 from vidbench.policy import PolicyClassifier, PolicyHook, install_policies, one_hot
 
 
@@ -151,4 +151,5 @@ def build(cfg, *, backbone, num_classes, num_segments):
                      cfg["stages"])
     if fixed is not None:
         model.set_distribution(fixed)
+    init_classifier(model.fc, cfg.get("fc_init_std"))
     return model

@@ -1,7 +1,7 @@
 """Threshold: per frame, keep the top fraction of conv1's output channels by mean |activation|; skip the rest."""
 import torch
 
-from vidbench.model import make_backbone
+from vidbench.model import init_classifier, make_backbone
 from vidbench.policy import KEEP, SKIP, PolicyClassifier, PolicyHook, install_policies, one_hot
 
 
@@ -16,7 +16,8 @@ class TopChannels(PolicyHook):
 
     def decide(self, out, branch):
         score = out.detach().abs().mean((2, 3))                      # [N*T, C]
-        keep = max(1, round(self.keep_ratio * self.channels))  # channels: set by install_policies
+        # int() as released: the count rounds down (channels: set by install_policies)
+        keep = max(1, int(self.keep_ratio * self.channels))
         index = torch.full_like(score, SKIP, dtype=torch.long)
         index.scatter_(1, score.topk(keep, 1).indices, KEEP)
         return one_hot(index, out.dtype)
@@ -36,4 +37,5 @@ def build(cfg, *, backbone, num_classes, num_segments):
     model = ThresholdClassifier(make_backbone(backbone, cfg), num_classes, num_segments, cfg["dropout"],
                                 charge_ranking=cfg.get("charge_ranking", False))
     install_policies(model, lambda name, block: TopChannels(num_segments, cfg["keep_ratio"]), cfg["stages"])
+    init_classifier(model.fc, cfg.get("fc_init_std"))
     return model
