@@ -17,7 +17,7 @@ from vidbench.errors import InputError
 from vidbench.metrics import accuracy
 from vidbench.plugins import get_method
 from vidbench.rundir import ConfigChanged, changed_keys, fingerprint
-from vidbench.sparse import set_sparse
+from vidbench.sparse import set_sparse_evaluation
 from vidbench.train import FINAL
 
 METRICS = "metrics.json"
@@ -110,9 +110,8 @@ def evaluate(run_dir, progress: bool = True) -> dict:
     model = build_model(spec, trained["costs"])
     model.load_state_dict(trained["model"])
     model.to(device).eval()
-    # the threshold sweep of early exit needs every checkpoint's logits: only the masked pass has them
-    sparse = spec["eval"].get("execution", "sparse") == "sparse" and not hasattr(model, "eval_points")
-    execution = "sparse" if set_sparse(model, sparse) and sparse else "masked"
+    sparse = set_sparse_evaluation(model, spec["eval"].get("execution", "sparse") == "sparse")
+    execution = "sparse" if sparse else "masked"
     loader = make_loader(spec, "val", train=False, batch_size=spec["eval"]["batch_size"])
     outputs, skipped = collect(model, loader, device, progress)
     if not outputs:

@@ -84,6 +84,8 @@ class ExitModel(VideoModel, Realizable):
     checkpoint; the last entry is ignored); `sweep`: the common thresholds of `eval_points`;
     `force_exit`: every video stops at that checkpoint index (tests)."""
 
+    evaluates_sparse = False    # the threshold sweep of `eval_points` needs every checkpoint's logits
+
     def __init__(self, num_segments: int, threshold=0.5, sweep=DEFAULT_SWEEP, force_exit: int | None = None):
         super().__init__(num_segments)
         self.threshold, self.sweep, self.force_exit = threshold, list(sweep), force_exit

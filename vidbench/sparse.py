@@ -26,9 +26,12 @@ WEIGHT_PIXELS = 49      # output pixels whose computation costs about one read o
 
 
 class Realizable:
-    """Mixin of modules with a sparse inference path; `sparse` is switched by `set_sparse`."""
+    """Mixin of modules with a sparse inference path; `sparse` is switched by `set_sparse`.
+    `evaluates_sparse`: False where the evaluator needs what only the masked path computes (early exit's
+    threshold sweep reads every checkpoint's logits); such a module is still timed on its sparse path."""
 
     sparse = False
+    evaluates_sparse = True
 
 
 def set_sparse(model: nn.Module, on: bool = True) -> bool:
@@ -39,6 +42,15 @@ def set_sparse(model: nn.Module, on: bool = True) -> bool:
             module.sparse = on
             found = True
     return found
+
+
+def set_sparse_evaluation(model: nn.Module, requested: bool) -> bool:
+    """Switch `model` to its sparse path for evaluation where `requested`, it has one and every module's
+    evaluation may use it; True when it was switched."""
+    realizable = [m for m in model.modules() if isinstance(m, Realizable)]
+    on = requested and bool(realizable) and all(m.evaluates_sparse for m in realizable)
+    set_sparse(model, on)
+    return on
 
 
 def split_work(mask: torch.Tensor, pixels: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
