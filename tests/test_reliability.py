@@ -120,7 +120,7 @@ def test_sigterm_mid_epoch_then_rerun_gives_identical_weights(train_spec, tmp_pa
     with pytest.raises(Preempted, match=r"stopped by SIGTERM in epoch 2 after batch 2"):
         trainer.train(train_spec, tmp_path / "twice", progress=False)
     saved = torch.load(tmp_path / "twice" / CHECKPOINT, weights_only=True)
-    assert saved["partial"]["batches"] == 2 and saved["state"]["epoch"] == 1
+    assert saved["partial"][0]["batches"] == 2 and saved["state"]["epoch"] == 1  # [0]: the one rank's
     monkeypatch.undo()
     resumed = trainer.train(train_spec, tmp_path / "twice", progress=False)
     assert resumed["history"][1]["loss"] == once["history"][1]["loss"]  # the interrupted epoch's row is whole

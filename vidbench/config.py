@@ -247,8 +247,17 @@ def check_names(config: dict, methods: dict[str, Method] | None = None) -> None:
                                  "defaults or operating points, or of the model section)")
     for method in found.values():
         _requirement_order(method.name, found)
+    _check_processes(config)
     _check_plugins(config, found)
     check_pretrained_files(config, found)
+
+
+def _check_processes(config: dict) -> None:
+    """train.batch_size is the global batch of a multi-process job: it must split over train.gpus."""
+    train = config["train"]
+    if train["batch_size"] % train["gpus"]:
+        raise _error(config, ["train", "batch_size"], f"train.batch_size {train['batch_size']} does not split over "
+                     f"train.gpus {train['gpus']} processes", expected=f"a multiple of {train['gpus']}")
 
 
 def _check_point(config, method: Method, point: str, path: list, where: str, key: str | None = None) -> None:

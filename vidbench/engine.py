@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from vidbench import flops
+from vidbench.distributed import Ranks, rank_device
 from vidbench.errors import InputError
 from vidbench.data.dataset import build_loader, num_classes
 from vidbench.plugins import get_method
@@ -53,13 +54,15 @@ def build_model(spec: dict, costs: dict | None = None):
     return flops.attach(model, (data["num_segments"], 3, data["input_size"], data["input_size"]))
 
 
-def make_loader(spec: dict, split: str, train: bool, batch_size: int):
+def make_loader(spec: dict, split: str, train: bool, batch_size: int, ranks: Ranks = Ranks()):
+    """A split's loader; `ranks`: this process's share of each batch in a multi-process run."""
     data = spec["data"]
     return build_loader(data["prepared"], split, train=train, num_segments=data["num_segments"],
                         input_size=data["input_size"], scale_size=data["scale_size"],
                         flip=data["flip"] and train, batch_size=batch_size, workers=data["workers"],
                         seed=spec["seed"], cache=data["cache"], mean=data["mean"], std=data["std"],
-                        device=device_of(spec))  # batches are resized and normalised on the training device
+                        device=rank_device(device_of(spec), ranks),  # resized and normalised where it trains
+                        rank=ranks.rank, ranks=ranks.world)
 
 
 def load_spec(run_dir) -> dict:

@@ -5,15 +5,20 @@ Checkpoints after every epoch, and mid-epoch when SIGTERM or SIGUSR1 asks it to 
 run reaches. A checkpoint resumes only under the config it was trained with, and one trainer at a time
 writes a run (see `vidbench.rundir`). The final `model.pt` is written only when training has finished,
 atomically, so Snakemake never sees a half-trained run as done.
+
+`train.amp` trains in mixed precision (bf16, or fp16 with a gradient scaler whose state the checkpoints
+keep); `train.gpus` > 1 trains in that many processes under torchrun (see `vidbench.distributed`).
 """
 from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 import random
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +27,10 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from vidbench import distributed
 from vidbench import io as vio
 from vidbench.data.dataset import num_classes
+from vidbench.distributed import Ranks
 from vidbench.engine import (SPEC_FILE, add_spec_arguments, build_model, device_of, keep_freed_memory, make_loader,
                              seed_everything, spec_from_args)
 from vidbench.errors import HarnessError, InputError
@@ -88,45 +95,67 @@ def new_totals() -> dict:
             "seconds": 0.0, "done": False}
 
 
-def train_epoch(model, loader, optimizer, cfg, device, epoch, progress, totals, stop):
-    """Train on the loader's batches, adding to `totals`; return after the last batch (`done`), or after
-    the current step once `stop.signal` is set."""
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class Precision:
+    """`train.amp`: the forward pass and loss under autocast in bf16 or fp16; fp16 scales the loss
+    (gradient scaler, kept in checkpoints), bf16 has float32's range and needs no scaling."""
+
+    def __init__(self, amp: str = "off", device: torch.device = torch.device("cpu")):
+        self.dtype, self.device_type = AMP_DTYPES.get(amp), device.type
+        self.scaler = torch.amp.GradScaler(device.type, enabled=amp == "fp16")
+
+    def autocast(self):
+        return torch.autocast(self.device_type, dtype=self.dtype) if self.dtype else nullcontext()
+
+
+def train_epoch(model, loader, optimizer, cfg, device, epoch, progress, totals, stop, precision=None,
+                ranks: Ranks = Ranks()):
+    """Train on the loader's batches, adding to `totals`; return after the last batch (`done`), or before
+    the next step once `stop.signal` is set (in any rank)."""
     model.train()
     started = time.perf_counter()
     bar = tqdm(loader, desc=f"epoch {epoch + 1}", leave=False, file=sys.stderr,
-               disable=None if progress else True)  # None: a bar on a terminal, none in log files
+               disable=None if progress and ranks.writes else True)  # None: a bar on a terminal, none in logs
     for clips, labels, skipped in bar:
+        step = distributed.agree(ranks, len(labels), bool(stop.signal), device)
+        if step.stop:
+            break
         totals["batches"] += 1
         totals["skipped"] += skipped
         totals["unreadable"].update((path, reason) for path, reason in skipped.items if path)
-        if len(labels):
+        if not step.skip:
             loss, out = train_step(model, clips.to(device, non_blocking=True), labels.to(device, non_blocking=True),
-                                   optimizer, cfg, epoch, totals["batches"])
+                                   optimizer, cfg, epoch, totals["batches"], precision, step.weight)
             totals["loss"] += loss * len(labels)
             totals["correct"] += (out.logits.argmax(1) == labels.to(out.logits.device)).sum().item()
             totals["flops"] += out.flops.sum().item()
             totals["videos"] += len(labels)
             bar.set_postfix(loss=f"{loss:.3f}")
-        if stop.signal:
-            break
     else:
         totals["done"] = True
     totals["seconds"] += time.perf_counter() - started
     return totals
 
 
-def train_step(model, clips, labels, optimizer, cfg, epoch, step):
-    """One optimisation step: cross entropy plus the method's own losses (already weighted)."""
-    out = model(clips)
-    loss = F.cross_entropy(out.logits, labels) + sum(out.losses.values(), torch.zeros((), device=clips.device))
+def train_step(model, clips, labels, optimizer, cfg, epoch, step, precision=None, weight=1.0):
+    """One optimisation step: cross entropy plus the method's own losses (already weighted). `weight`
+    scales this process's loss (its share of a multi-process global batch)."""
+    precision = precision or Precision()
+    with precision.autocast():
+        out = model(clips)
+        loss = F.cross_entropy(out.logits.float(), labels) + sum(out.losses.values(), torch.zeros((), device=clips.device))
     if not math.isfinite(loss.item()):
         raise TrainingError(f"loss is {loss.item()} at epoch {epoch + 1}, step {step}: training diverged "
                             f"(lower train.lr, now {cfg['lr']}); the last good checkpoint is kept")
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    precision.scaler.scale(loss * weight if weight != 1.0 else loss).backward()
     if cfg.get("clip_grad"):
+        precision.scaler.unscale_(optimizer)
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg["clip_grad"])
-    optimizer.step()
+    precision.scaler.step(optimizer)
+    precision.scaler.update()
     return loss.item(), out
 
 
@@ -184,69 +213,90 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def train(spec: dict, run_dir, progress: bool = True) -> dict:
-    run_dir = Path(run_dir)
-    with RunLock(run_dir), StopRequest() as stop:
-        return _train(spec, run_dir, progress, stop)
+def train(spec: dict, run_dir, progress: bool = True) -> dict | None:
+    """Train the run (the calling process is one rank of a multi-process run under torchrun); the
+    trained result, None in the ranks that do not write."""
+    run_dir, ranks = Path(run_dir), Ranks.from_env()
+    device = distributed.rank_device(device_of(spec), ranks)
+    with RunLock(run_dir) if ranks.writes else nullcontext(), StopRequest() as stop, \
+            distributed.process_group(ranks, device):
+        return _train(spec, run_dir, progress, stop, ranks, device)
 
 
-def _train(spec: dict, run_dir: Path, progress: bool, stop: StopRequest) -> dict:
+def _train(spec: dict, run_dir: Path, progress: bool, stop: StopRequest, ranks: Ranks, device: torch.device):
     cfg = spec["train"]
     torch.set_num_threads(cfg.get("threads", 1))
     keep_freed_memory()
     checkpoints = Checkpoints(run_dir, fingerprint(spec))
-    device = device_of(spec)
     saved = checkpoints.load(map_location=device)  # before anything is written: a mismatch mixes nothing
     seed_everything(spec["seed"])
     model = build_model(spec).to(device)
+    if device.type == "cuda" and cfg.get("amp", "off") != "off":
+        model.to(memory_format=torch.channels_last)  # tensor cores read NHWC without a transpose per conv
     optimizer = make_optimizer(model, cfg)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, cfg["lr_steps"], cfg["lr_gamma"])
-    loader = make_loader(spec, "train", train=True, batch_size=cfg["batch_size"])
+    precision = Precision(cfg.get("amp", "off"), device)
+    loader = make_loader(spec, "train", train=True, batch_size=cfg["batch_size"], ranks=ranks)
     if len(loader.dataset) == 0:
         raise InputError(Path(spec["data"]["prepared"]) / "train.csv", "no training video in the index",
                          expected="at least one readable training video (see report.json beside it)")
-    vio.write_json(run_dir / SPEC_FILE, spec)
+    write = ranks.writes
+    if write:
+        vio.write_json(run_dir / SPEC_FILE, spec)
     state = {"epoch": 0, "history": [], "seconds": 0.0, "skipped": 0, "unreadable": {}, "diverged": None,
              "best": None}
     if saved is not None:
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
+        precision.scaler.load_state_dict(saved.get("scaler", {}))
         state = {**state, **saved["state"]}
-        where = f"epoch {state['epoch'] + 1}, batch {saved['partial']['batches']}" if saved.get("partial") \
+        where = f"epoch {state['epoch'] + 1}, batch {saved['partial'][0]['batches']}" if saved.get("partial") \
             else f"the end of epoch {state['epoch']}"
-        print(f"resuming {run_dir} from {where}", file=sys.stderr)
+        if write:
+            print(f"resuming {run_dir} from {where}", file=sys.stderr)
+    step_model = distributed.wrap(model, ranks, device, cfg.get("sync_bn", True))
     classes = num_classes(spec["data"]["prepared"])
     every = cfg.get("eval_every", 0)
-    val_loader = make_loader(spec, "val", train=False, batch_size=spec["eval"]["batch_size"]) if every else None
+    val_loader = make_loader(spec, "val", train=False, batch_size=spec["eval"]["batch_size"]) if every and write else None
+
+    def save(**extra):
+        """A checkpoint of everything a resume needs; `extra`: a mid-epoch one's per-rank progress."""
+        extra = {key: distributed.gather(ranks, value) for key, value in extra.items()}
+        if write:
+            checkpoints.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                              "scheduler": scheduler.state_dict(), "scaler": precision.scaler.state_dict(),
+                              "state": state, **extra})
+
     for epoch in range(state["epoch"], cfg["epochs"]):
         epoch_seed = spec["seed"] * 1009 + epoch  # an epoch's draws do not depend on where training resumed
-        seed_everything(epoch_seed)
+        seed_everything(epoch_seed * ranks.world + ranks.rank)  # dropout and Gumbel noise: a stream per rank
         loader.generator.manual_seed(epoch_seed)  # the epoch's order, frames and crops, whatever the workers
         totals = new_totals()
         if saved is not None and saved.get("partial"):
-            totals = saved["partial"]
+            totals = saved["partial"][ranks.rank]
             loader.skip(totals["batches"])
-            set_rng_state(saved["rng"])
+            set_rng_state(saved["rng"][ranks.rank])
         saved = None
         lr = optimizer.param_groups[0]["lr"]
-        totals = train_epoch(model, loader, optimizer, cfg, device, epoch, progress, totals, stop)
+        totals = train_epoch(step_model, loader, optimizer, cfg, device, epoch, progress, totals, stop, precision,
+                             ranks)
         if not totals["done"]:
-            checkpoints.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                              "scheduler": scheduler.state_dict(), "state": state, "partial": totals,
-                              "rng": rng_state()})
-            raise Preempted(f"{run_dir}: stopped by {stop.signal} in epoch {epoch + 1} after batch {totals['batches']}"
-                            f"; checkpoint written to {run_dir / CHECKPOINT}: rerun to continue from there")
+            save(partial=totals, rng=rng_state())
+            raise Preempted(f"{run_dir}: stopped by {stop.signal or 'a signal to another rank'} in epoch {epoch + 1} "
+                            f"after batch {totals['batches']}; checkpoint written to {run_dir / CHECKPOINT}: rerun to "
+                            "continue from there")
         scheduler.step()
-        finish_epoch(state, totals, epoch, lr)
-        if val_loader is not None and ((epoch + 1) % every == 0 or epoch + 1 == cfg["epochs"]):
-            record_validation(state, validate(model, val_loader, device), model, run_dir / BEST)
-        checkpoints.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                          "scheduler": scheduler.state_dict(), "state": state})
-        write_log(run_dir / LOG, state["history"])
-        print(f"epoch {epoch + 1}/{cfg['epochs']}: " + ", ".join(f"{k} {v}" for k, v in state["history"][-1].items()
-                                                                 if k != "epoch"), file=sys.stderr)
-        if state["unreadable"]:
+        finish_epoch(state, merge_totals(distributed.gather(ranks, totals)), epoch, lr)
+        if every and ((epoch + 1) % every == 0 or epoch + 1 == cfg["epochs"]):
+            if write:
+                record_validation(state, validate(model, val_loader, device), model, run_dir / BEST)
+        save()
+        if write:
+            write_log(run_dir / LOG, state["history"])
+            print(f"epoch {epoch + 1}/{cfg['epochs']}: " + ", ".join(f"{k} {v}" for k, v in state["history"][-1].items()
+                                                                     if k != "epoch"), file=sys.stderr)
+        if state["unreadable"] and write:
             vio.write_text(run_dir / UNREADABLE, "".join(f"{p}\t{r}\n" for p, r in sorted(state["unreadable"].items())))
         # after the checkpoint: stopping here loses nothing already trained
         check_unreadable(totals["skipped"], len(loader.dataset), cfg.get("max_unreadable", 0.01),
@@ -256,15 +306,29 @@ def _train(spec: dict, run_dir: Path, progress: bool, stop: StopRequest) -> dict
             raise TrainingError(f"{run_dir}: training diverged at epoch {epoch + 1}: {reason}. Lower train.lr "
                                 f"(now {cfg['lr']}) or set train.on_divergence: flag to keep the run as a flagged result")
         state["diverged"] = state["diverged"] or (reason and f"epoch {epoch + 1}: {reason}")
-        if stop.signal and epoch + 1 < cfg["epochs"]:
+        if any(distributed.gather(ranks, bool(stop.signal))) and epoch + 1 < cfg["epochs"]:
             raise Preempted(f"{run_dir}: stopped by {stop.signal} after epoch {epoch + 1}; checkpoint written to "
                             f"{run_dir / CHECKPOINT}: rerun to continue from there")
     result = {"spec": spec, "model": model.state_dict(), "costs": model.costs, "params": count_params(model),
               "train_time_s": state["seconds"], "skipped": state["skipped"], "unreadable": sorted(state["unreadable"]),
-              "history": state["history"], "diverged": state["diverged"], "best": state["best"]}
+              "history": state["history"], "diverged": state["diverged"], "best": state["best"],
+              "amp": cfg.get("amp", "off"), "processes": ranks.world}
+    if not write:
+        return None
     vio.save_torch(result, run_dir / FINAL)
     checkpoints.clear()
     return result
+
+
+def merge_totals(ranks_totals: list[dict]) -> dict:
+    """One epoch's totals over every rank's (the slowest rank's seconds)."""
+    merged = dict(ranks_totals[0], unreadable=dict(ranks_totals[0]["unreadable"]))
+    for totals in ranks_totals[1:]:
+        for key in ("loss", "correct", "flops", "videos", "skipped"):
+            merged[key] += totals[key]
+        merged["unreadable"].update(totals["unreadable"])
+        merged["seconds"] = max(merged["seconds"], totals["seconds"])
+    return merged
 
 
 def record_validation(state: dict, top1: float, model, best_file: Path) -> None:
@@ -296,4 +360,23 @@ def add_arguments(parser):
 
 def run(args):
     spec = spec_from_args(args)
-    train(spec, args.out or spec["run_dir"], progress=not args.no_progress)
+    out = args.out or spec["run_dir"]
+    processes = spec["train"].get("gpus", 1)
+    if processes > 1 and not Ranks.from_env().many:
+        return launch(spec, out, processes, progress=not args.no_progress)
+    train(spec, out, progress=not args.no_progress)
+
+
+def launch(spec: dict, out: str, processes: int, progress: bool) -> int:
+    """Train in `processes` ranks; a stop on a signal exits with `PREEMPTED_EXIT`."""
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+
+    try:
+        signalled = distributed.launch(json.dumps(spec), str(out), processes, progress)
+    except ChildFailedError as err:
+        raise TrainingError(f"{out}: a training process failed ({err.get_first_failure()[1].message}); its error "
+                            "is printed above") from None
+    if signalled:
+        raise Preempted(f"{out}: the ranks stopped on {signalled}; checkpoint written to {Path(out) / CHECKPOINT}: "
+                        "rerun to continue from there")
+    return 0

@@ -240,20 +240,37 @@ class SeededSampler(Sampler):
 
     A sample's frames and augmentation then depend only on the generator's state at that moment: not
     on which worker reads it, on how many workers there are, or on where training was resumed.
+
+    Split over `ranks` processes (multi-process training, `vidbench.distributed`), every rank draws the
+    same epoch and takes the `rank`-th of `ranks` near-equal parts of each global batch of `batch`
+    samples (a last global batch with fewer samples than ranks is left out), so its loader's batches of
+    `batch // ranks` are its parts of the global batches, in step with the other ranks'.
     """
 
-    def __init__(self, size: int, shuffle: bool, generator: torch.Generator):
+    def __init__(self, size: int, shuffle: bool, generator: torch.Generator, rank: int = 0, ranks: int = 1,
+                 batch: int = 1):
         self.size, self.shuffle, self.generator = int(size), bool(shuffle), generator
+        self.rank, self.ranks, self.batch = rank, ranks, batch
         self.start = 0  # samples of the next epoch to leave out from the front (resuming mid-epoch)
 
     def __len__(self) -> int:
-        return self.size
+        return len(self._positions())
+
+    def _positions(self) -> torch.Tensor:
+        """The epoch's positions this rank takes."""
+        every = torch.arange(self.size)
+        if self.ranks == 1:
+            return every
+        parts = [batch.tensor_split(self.ranks)[self.rank] for batch in every.split(self.batch)
+                 if len(batch) >= self.ranks]
+        return torch.cat(parts) if parts else every[:0]
 
     def __iter__(self):
         order = torch.randperm(self.size, generator=self.generator) if self.shuffle else torch.arange(self.size)
         seeds = torch.randint(2**62, (self.size,), generator=self.generator)
         start, self.start = self.start, 0
-        return zip(order[start:].tolist(), seeds[start:].tolist())
+        mine = self._positions()[start:]
+        return zip(order[mine].tolist(), seeds[mine].tolist())
 
 
 def _split(batch) -> tuple[list, Skipped]:
@@ -476,18 +493,23 @@ class ClipLoader:
 
 def build_loader(prepared_dir, split: str, *, train: bool, num_segments: int, input_size: int, scale_size: int,
                  flip: bool, batch_size: int, workers: int = 0, seed: int = 0, cache: bool = False,
-                 mean=IMAGENET_MEAN, std=IMAGENET_STD, device=None, prefetch: int = 2) -> ClipLoader:
+                 mean=IMAGENET_MEAN, std=IMAGENET_STD, device=None, prefetch: int = 2, rank: int = 0,
+                 ranks: int = 1) -> ClipLoader:
     """Batches (clips, labels, skipped) of a prepared split; shuffled when training. Order, frames and
     augmentation follow from `seed` (and from reseeding `.generator` before an epoch) alone: the same
     for any number of workers.
 
     `workers` processes decode and cut (uint8) and pack each batch into a `BatchRing` slot with room for
     clips of max(input_size, scale_size) pixels square; each keeps up to `prefetch` batches ready. The
-    clips are resized and normalised on `device` (default: the CPU); see `ClipLoader`.
+    clips are resized and normalised on `device` (default: the CPU); see `ClipLoader`. With `ranks` > 1
+    this is rank `rank`'s loader of a multi-process run: its parts of global batches of `batch_size`.
     """
+    if batch_size % ranks:
+        raise ValueError(f"batch size {batch_size} does not split over {ranks} processes")
     dataset = ClipDataset(prepared_dir, split, num_segments=num_segments, train=train, input_size=input_size,
                           scale_size=scale_size, flip=flip, mean=mean, std=std, cache=cache, finish=False)
-    sampler = SeededSampler(len(dataset), train, torch.Generator().manual_seed(int(seed)))
+    sampler = SeededSampler(len(dataset), train, torch.Generator().manual_seed(int(seed)), rank, ranks, batch_size)
+    batch_size //= ranks
     # the DataLoader gives worker k every W-th batch and keeps `prefetch` of each worker's in flight (the
     # one it fills included), so with one more slot for the batch being read, no slot is ever found busy
     ring = BatchRing(max(1, workers), prefetch + 1 if workers else 1, batch_size, num_segments, input_size,
