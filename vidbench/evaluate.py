@@ -11,6 +11,7 @@ import torch
 from tqdm import tqdm
 
 from vidbench import io as vio
+from vidbench.devices import claim_for
 from vidbench.data.dataset import Skipped
 from vidbench.engine import SPEC_FILE, build_model, device_of, keep_freed_memory, load_spec, make_loader, seed_everything
 from vidbench.errors import InputError
@@ -125,6 +126,7 @@ def evaluate(run_dir, progress: bool = True) -> dict:
         "title": method.title, "paper_label": method.paper_label,
         "status": run_status(trained, outputs["logits"], outputs["labels"].long()),
         "top1": top1, "top5": top5, "execution": execution, "epochs": len(trained["history"]),
+        "training": {"amp": trained.get("amp", "off"), "processes": trained.get("processes", 1)},
         "best": best_epoch(trained),
         "gflops": outputs["flops"].mean().item() / 1e9, "dense_gflops": model.dense_flops / 1e9,
         "params_m": trained["params"] / 1e6, "train_time_s": trained["train_time_s"],
@@ -146,5 +148,6 @@ def add_arguments(parser):
 
 
 def run(args):
-    metrics = evaluate(args.run, progress=not args.no_progress)
+    with claim_for(load_spec(args.run)):
+        metrics = evaluate(args.run, progress=not args.no_progress)
     print(f"{args.run}: top1 {metrics['top1']:.2f}  top5 {metrics['top5']:.2f}  GFLOPs {metrics['gflops']:.4f}")

@@ -22,11 +22,13 @@ import json
 import os
 import statistics
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
 
 from vidbench import io as vio
+from vidbench.devices import claim_for
 from vidbench.engine import build_model, device_of, keep_freed_memory, load_spec, make_loader
 from vidbench.evaluate import load_trained
 from vidbench.sparse import set_sparse
@@ -160,8 +162,13 @@ def add_arguments(parser):
 
 def run(args):
     keep_freed_memory()
-    for run_dir in args.runs:
-        figures = measure(run_dir, args.threads)
+    with claim_for(load_spec(args.runs[0])) if args.runs else nullcontext():
+        measure_runs(args.runs, args.threads)
+
+
+def measure_runs(run_dirs, threads) -> None:
+    for run_dir in run_dirs:
+        figures = measure(run_dir, threads)
         vio.write_json(Path(run_dir) / LATENCY, figures)
         latency = figures["latency_ms"]
         print(f"{run_dir}: batch-1 latency masked {latency['masked']['median']:.2f} ms, "

@@ -30,6 +30,7 @@ from tqdm import tqdm
 from vidbench import distributed
 from vidbench import io as vio
 from vidbench.data.dataset import num_classes
+from vidbench.devices import claim_for
 from vidbench.distributed import Ranks
 from vidbench.engine import (SPEC_FILE, add_spec_arguments, build_model, device_of, keep_freed_memory, make_loader,
                              seed_everything, spec_from_args)
@@ -362,9 +363,14 @@ def run(args):
     spec = spec_from_args(args)
     out = args.out or spec["run_dir"]
     processes = spec["train"].get("gpus", 1)
-    if processes > 1 and not Ranks.from_env().many:
-        return launch(spec, out, processes, progress=not args.no_progress)
-    train(spec, out, progress=not args.no_progress)
+    if Ranks.from_env().many:  # a rank: the launcher holds the job's GPUs
+        train(spec, out, progress=not args.no_progress)
+        return 0
+    with claim_for(spec, processes):
+        if processes > 1:
+            return launch(spec, out, processes, progress=not args.no_progress)
+        train(spec, out, progress=not args.no_progress)
+    return 0
 
 
 def launch(spec: dict, out: str, processes: int, progress: bool) -> int:

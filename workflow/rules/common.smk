@@ -65,6 +65,8 @@ shell.prefix(f"set -euo pipefail; export PYTHONPATH={shlex.quote(ROOT)}${{{{PYTH
 
 # Per train/evaluate job (cluster profiles read these); light rules get small fixed amounts.
 JOB_RESOURCES = dict(config["resources"])
+# a multi-process training job (train.gpus) takes one GPU per process where jobs take GPUs at all
+TRAIN_RESOURCES = {**JOB_RESOURCES, "gpu": max(JOB_RESOURCES["gpu"], config["train"]["gpus"]) if JOB_RESOURCES["gpu"] else 0}
 JOB_THREADS = config["train"]["threads"] + config["data"]["workers"]  # torch threads + data-loading processes
 LIGHT = dict(mem_mb=1000, runtime=30, gpu=0)
 EXTRACT_RESOURCES = dict(mem_mb=2000, runtime=24 * 60, gpu=0)  # a shard of Kinetics takes hours

@@ -13,7 +13,7 @@ rule train:
         f"{LOGS}/train/{RUN_PATTERN}.log",
     threads: JOB_THREADS
     resources:
-        **JOB_RESOURCES,
+        **TRAIN_RESOURCES,
     conda:
         ENV
     shell:
