@@ -107,15 +107,17 @@ def build_datasets(base: Path, variants, videos: int, size: tuple[int, int], sec
             for vid, clip in zip(ids, clips):
                 write_video(root / layouts.STHV2_VIDEO_DIR / f"{vid}.webm", clip, fps)
             (root / layouts.STHV2_LABELS).write_text(json.dumps({c: str(i) for i, c in enumerate(classes)}))
-            for split in ("train", "val"):
+            for split in ("train", "val"):  # prepare needs a val split: the first videos serve
                 rows = [{"id": v, "label": classes[c], "template": classes[c], "placeholders": []}
-                        for v, c in zip(ids, labels)] if split == "train" else []
-                (root / layouts.STHV2_SPLITS[split]).write_text(json.dumps(rows))
+                        for v, c in zip(ids, labels)]
+                (root / layouts.STHV2_SPLITS[split]).write_text(json.dumps(rows if split == "train" else rows[:2]))
         elif fmt == "kinetics":
             lines = {"train": [], "val": []}
-            for vid, clip, c in zip(ids, clips, labels):
-                write_video(root / "train" / classes[c] / f"{layouts.kinetics_stem('yt' + vid, 0, 10)}.mp4", clip, fps)
-                lines["train"].append(f"{classes[c]},yt{vid},0,10,train")
+            for k, (vid, clip, c) in enumerate(zip(ids, clips, labels)):
+                for split in ("train", "val") if k < 2 else ("train",):  # prepare needs a val split
+                    stem = layouts.kinetics_stem('yt' + vid, 0, 10)
+                    write_video(root / split / classes[c] / f"{stem}.mp4", clip, fps)
+                    lines[split].append(f"{classes[c]},yt{vid},0,10,{split}")
             for split in ("train", "val"):
                 (root / layouts.KINETICS_SPLITS[split]).write_text(
                     "\n".join([",".join(layouts.KINETICS_HEADER)] + lines[split]) + "\n")
@@ -127,7 +129,7 @@ def build_datasets(base: Path, variants, videos: int, size: tuple[int, int], sec
                     Image.fromarray(frame).save(folder / layouts.frame_name(i), quality=90)
             (root / layouts.STHV1_LABELS).write_text("\n".join(classes) + "\n")
             (root / layouts.STHV1_SPLITS["train"]).write_text("".join(f"{v};{classes[c]}\n" for v, c in zip(ids, labels)))
-            (root / layouts.STHV1_SPLITS["val"]).write_text("")
+            (root / layouts.STHV1_SPLITS["val"]).write_text("".join(f"{v};{classes[c]}\n" for v, c in zip(ids[:2], labels)))
         prepare(fmt, root, prepared[variant], quiet=True)
     return prepared
 
