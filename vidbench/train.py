@@ -289,9 +289,8 @@ def _train(spec: dict, run_dir: Path, progress: bool, stop: StopRequest, ranks: 
                             "continue from there")
         scheduler.step()
         finish_epoch(state, merge_totals(distributed.gather(ranks, totals)), epoch, lr)
-        if every and ((epoch + 1) % every == 0 or epoch + 1 == cfg["epochs"]):
-            if write:
-                record_validation(state, validate(model, val_loader, device), model, run_dir / BEST)
+        if val_loader is not None and ((epoch + 1) % every == 0 or epoch + 1 == cfg["epochs"]):
+            record_validation(state, validate(model, val_loader, device), model, run_dir / BEST)
         save()
         if write:
             write_log(run_dir / LOG, state["history"])
