@@ -422,11 +422,12 @@ def test_paper_config_plans_the_full_reproduction(paper_paths):
     assert counts["tables"] == counts["plots"] == 1
 
 
-def test_paper_config_is_lint_clean(paper_paths):
+@pytest.mark.parametrize("extra", [[], [PAPER.with_name("paper-16f.yaml")]], ids=["paper", "paper-16f"])
+def test_paper_config_is_lint_clean(paper_paths, extra):
     exe = shutil.which("snakemake") or str(Path(sys.executable).parent / "snakemake")
     env = {k: v for k, v in os.environ.items() if k != "VIDBENCH_METHODS"}
-    res = subprocess.run([exe, "--lint", "--configfile", str(PAPER), str(paper_paths)], cwd=ROOT, env=env,
-                         capture_output=True, text=True, timeout=120)
+    res = subprocess.run([exe, "--lint", "--configfile", str(PAPER), str(paper_paths), *map(str, extra)], cwd=ROOT,
+                         env=env, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0 and "Lints for" not in res.stdout + res.stderr, res.stdout[-3000:] + res.stderr[-3000:]
 
 

@@ -83,8 +83,9 @@ def test_workflow_end_to_end_with_a_copied_method(tmp_path):
     report = snakemake(project, "--report", "report.html")
     assert report.returncode == 0, report.stdout[-3000:] + report.stderr[-3000:]
     embedded = embedded_files((project / "report.html").read_text())
-    shown = [f"tables/{name}.csv" for name in ("table1", "table3", "table6", "dynamic", "agreement")]
-    shown += ["claims.csv", "plots/pareto_synth-sthv1.png", "plots/policy_distribution.png"]
+    shown = [f"tables/{name}.csv" for name in ("table1", "table3", "table5", "table6", "table7", "dynamic", "agreement",
+                                                "realized")]
+    shown += ["claims.csv", "plots/pareto_synth-sthv1.png", "plots/latency_synth-sthv1.png", "plots/policy_distribution.png"]
     for name in shown:
         path = f"{config['results']}/{name}"
         assert embedded.get(path) == (project / path).read_bytes(), name
