@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vidbench import sparse
+from vidbench import policy, sparse
 from vidbench.flops import attach
 from vidbench.plugins import get_method
 from vidbench.policy import KEEP, REUSE
@@ -91,9 +91,12 @@ def test_policy_sparse_path_matches_masked_and_runs_only_eq5_work(backbone, size
     # a free weight read makes every channel that is not needed in every frame go to per-frame calls,
     # so the work run is exactly what the actions need
     monkeypatch.setattr(sparse, "WEIGHT_PIXELS", 0.0)
+    sparse_calls = []
+    monkeypatch.setattr(policy, "conv_inputs", lambda *args: sparse_calls.append(1) or sparse.conv_inputs(*args))
     model = build(method, backbone, size=size, **cfg)
     x = clips(videos, size=size)
     masked, masked_macs, realized, realized_macs = both_paths(model, x, conv_macs)
+    assert len(sparse_calls) == len(model.hooks())  # the sparse path ran (forced keep costs what dense does)
     same_logits(masked, realized)
     assert torch.equal(realized.flops, masked.flops)
     hooked = sum(model.cost(h.conv1_name) + model.cost(h.conv2_name) for h in model.hooks()) * videos
