@@ -22,7 +22,7 @@ from vidbench.data.prepare import prepare
 from vidbench.data.synth import generate
 from vidbench.errors import InputError
 from vidbench.evaluate import evaluate, run_status
-from vidbench.rundir import CHECKPOINT, PREEMPTED_EXIT, ConfigChanged, Preempted, RunLock, RunLocked
+from vidbench.rundir import CHECKPOINT, PREEMPTED_EXIT, Checkpoints, ConfigChanged, Preempted, RunLock, RunLocked
 from vidbench.train import FINAL, train
 
 
@@ -166,6 +166,20 @@ def test_a_model_predicting_one_class_is_flagged_degenerate():
 
 
 # ----------------------------------------------------------------- corrupt files, disk full, permissions
+
+
+def test_a_crash_while_writing_a_checkpoint_leaves_the_last_one_in_place(tmp_path, monkeypatch):
+    checkpoints = Checkpoints(tmp_path, {"train.lr": 0.01})
+    checkpoints.save({"epoch": 1})
+
+    def disk_full(obj, path):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(vio, "save_torch", disk_full)
+    with pytest.raises(OSError):
+        checkpoints.save({"epoch": 2})
+    monkeypatch.undo()
+    assert (tmp_path / CHECKPOINT).exists() and checkpoints.load()["epoch"] == 1
 
 
 def test_truncated_checkpoint_is_named_moved_aside_and_the_rerun_completes(train_spec, tmp_path, monkeypatch, capsys):

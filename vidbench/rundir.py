@@ -120,10 +120,14 @@ class Checkpoints:
         return [self.run_dir / CHECKPOINT, self.run_dir / PREVIOUS]
 
     def save(self, state: dict) -> None:
+        """Write the new state beside the current one first, then rotate: a crash at any moment leaves the
+        newest complete checkpoint in place (only between the two renames is it the previous file)."""
         current, previous = self.files
+        written = current.with_name(f"{current.stem}.next{current.suffix}")
+        vio.save_torch({**state, "fingerprint": self.fingerprint}, written)
         if current.exists():
             os.replace(current, previous)
-        vio.save_torch({**state, "fingerprint": self.fingerprint}, current)
+        os.replace(written, current)
 
     def load(self, map_location="cpu") -> dict | None:
         for path in self.files:
