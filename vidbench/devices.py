@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 from vidbench.errors import HarnessError
-from vidbench.rundir import LOCK, RunLock, RunLocked
+from vidbench.rundir import RunLock, RunLocked
 
 DEVICES_ENV = "VIDBENCH_DEVICES"
 LOCKS_ENV = "VIDBENCH_DEVICE_LOCKS"
@@ -78,9 +78,6 @@ class DeviceClaim:
     def __exit__(self, *exc):
         self.release()
         return False
-
-    def __repr__(self):
-        return f"DeviceClaim({self.devices}, held={bool(self.locks)})"
 
 
 def claim_devices(count: int, devices: list[str] | None = None, lock_dir: Path | None = None,

@@ -151,7 +151,7 @@ def train_step(model, clips, labels, optimizer, cfg, epoch, step, precision=None
         raise TrainingError(f"loss is {loss.item()} at epoch {epoch + 1}, step {step}: training diverged "
                             f"(lower train.lr, now {cfg['lr']}); the last good checkpoint is kept")
     optimizer.zero_grad(set_to_none=True)
-    precision.scaler.scale(loss * weight if weight != 1.0 else loss).backward()
+    precision.scaler.scale(loss * weight).backward()
     if cfg.get("clip_grad"):
         precision.scaler.unscale_(optimizer)
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg["clip_grad"])
