@@ -10,13 +10,14 @@ against TSN on the same dataset and backbone:
   falls as the FLOPs do, 0 when nothing of the saving shows, negative when the method is slower than TSN;
   empty when the FLOPs are within 1% of TSN's (no saving to realize).
 
-Writes realized.csv and realized.md (a section per dataset).
+Writes realized.csv, realized.md (a section per dataset) and realized.tex (booktabs).
 """
 from __future__ import annotations
 
 import math
 from pathlib import Path
 
+from analysis import render
 from vidbench.io import write_text
 
 REFERENCE = "tsn"
@@ -38,7 +39,9 @@ def run(args):
     out = Path(args.out)
     write_text(out / "realized.csv", table.to_csv(index=False))
     write_text(out / "realized.md", markdown(table))
-    print(f"{len(table)} rows -> {out / 'realized.csv'}, {out / 'realized.md'}")
+    write_text(out / "realized.tex", render.latex(TITLE, NOTE, display(table), text_columns=("dataset", "backbone",
+                                                                                            "method", "point")))
+    print(f"{len(table)} rows -> {out / 'realized'}.csv, .md, .tex")
 
 
 def realized_share(flops_ratio: float, latency_ratio: float) -> float:
@@ -73,18 +76,30 @@ def realized_table(summary):
     return pd.DataFrame(rows, columns=COLUMNS).sort_values(["dataset", "backbone", "flops_ratio"]).reset_index(drop=True)
 
 
+TITLE = "Realized efficiency: FLOP savings against measured time (TSN = 1)"
+NOTE = ("flops = GFLOPs / TSN's; latency = measured batch-1 latency (realized path) / TSN's; masked = the same "
+        "model with every channel computed / TSN's; realized = latency saving / FLOP saving.")
+DISPLAY = ["method", "point", "Top-1", "GFLOPs", "ms", "flops", "latency", "masked", "realized"]
+
+
+def display(table):
+    """The table's cells as text, with its dataset and backbone columns first."""
+    import pandas as pd
+
+    rows = []
+    for row in table.itertuples():
+        point = row.point if row.point == row.trained_point else f"{row.trained_point}: {row.point}"
+        rows.append([row.dataset, row.backbone, row.title, point, _fmt(row.top1, 1), _fmt(row.gflops, 4),
+                     _fmt(row.latency_ms, 2), _fmt(row.flops_ratio, 2), _fmt(row.latency_ratio, 2),
+                     _fmt(row.masked_latency_ratio, 2), _fmt(row.realized, 2)])
+    return pd.DataFrame(rows, columns=["dataset", "backbone", *DISPLAY])
+
+
 def markdown(table) -> str:
-    lines = ["# Realized efficiency: FLOP savings against measured time (TSN = 1)", "",
-             "flops = GFLOPs / TSN's; latency = measured batch-1 latency (realized path) / TSN's; masked = the same "
-             "model with every channel computed / TSN's; realized = latency saving / FLOP saving.", ""]
-    header = "| method | point | Top-1 | GFLOPs | ms | flops | latency | masked | realized |"
-    for (dataset, backbone), rows in table.groupby(["dataset", "backbone"], sort=True):
-        lines += [f"## {dataset}, {backbone}", "", header, "|" + "---|" * 9]
-        for row in rows.itertuples():
-            point = row.point if row.point == row.trained_point else f"{row.trained_point}: {row.point}"
-            lines.append(f"| {row.title} | {point} | {_fmt(row.top1, 1)} | {_fmt(row.gflops, 4)} | "
-                         f"{_fmt(row.latency_ms, 2)} | {_fmt(row.flops_ratio, 2)} | {_fmt(row.latency_ratio, 2)} | "
-                         f"{_fmt(row.masked_latency_ratio, 2)} | {_fmt(row.realized, 2)} |")
+    lines = [f"# {TITLE}", "", NOTE, ""]
+    for (dataset, backbone), rows in display(table).groupby(["dataset", "backbone"], sort=True):
+        lines += [f"## {dataset}, {backbone}", "", "| " + " | ".join(DISPLAY) + " |", "|" + "---|" * len(DISPLAY)]
+        lines += ["| " + " | ".join(cells) + " |" for cells in rows[DISPLAY].itertuples(index=False)]
         lines.append("")
     return "\n".join(lines)
 

@@ -375,3 +375,24 @@ def test_tables_without_a_paper_label_column_match_by_method(tmp_path):
                              "backbone": "resnet_tiny", "seed": 0, "top1": 20.0, "gflops": 0.5}])
     frame, _ = tables.build_table("table1", summary)
     assert frame.loc[frame["n"] > 0, "top1"].tolist() == [20.0]
+
+
+def test_realized_table_ratios_to_tsn_in_csv_md_and_tex(tmp_path):
+    from analysis import realized
+
+    rows = [{"dataset": "synth-sthv1", "method": m, "point": "default", "backbone": "resnet_tiny", "seed": s,
+             "title": m.upper(), "top1": 50.0, "gflops": g, "latency_ms": t, "latency_masked_ms": t * 1.5}
+            for s in (0, 1) for m, g, t in (("tsn", 2.0, 10.0), ("adafuse", 1.0, 8.0), ("tsm", 2.0, 11.0))]
+    pd.DataFrame(rows).to_csv(tmp_path / "summary.csv", index=False)
+    realized.run(SimpleNamespace(summary=tmp_path / "summary.csv", out=tmp_path / "tables"))
+
+    table = pd.read_csv(tmp_path / "tables" / "realized.csv").set_index("method")
+    assert table.loc["adafuse", "flops_ratio"] == pytest.approx(0.5)
+    assert table.loc["adafuse", "latency_ratio"] == pytest.approx(0.8)
+    assert table.loc["adafuse", "masked_latency_ratio"] == pytest.approx(1.2)
+    assert table.loc["adafuse", "realized"] == pytest.approx(0.4)  # 20% of time saved out of 50% of FLOPs
+    assert math.isnan(table.loc["tsm", "realized"]) and table.loc["adafuse", "n"] == 2  # no FLOP saving to realize
+    assert "| ADAFUSE | default | 50.0 | 1.0000 | 8.00 | 0.50 | 0.80 | 1.20 | 0.40 |" in \
+        (tmp_path / "tables" / "realized.md").read_text()
+    tex = (tmp_path / "tables" / "realized.tex").read_text()
+    assert "\\toprule" in tex and "synth-sthv1 & resnet\\_tiny & ADAFUSE & default & 50.0 & 1.0000 & 8.00 & 0.50" in tex

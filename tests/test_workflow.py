@@ -74,7 +74,7 @@ def test_workflow_end_to_end_with_a_copied_method(tmp_path):
     assert plotted == ok and "pooling_copy" in set(summary["method"])
     if ok != methods:
         assert "Left out:" in (results / "tables" / "table1.md").read_text()
-    for table in ("table1", "table3", "table6"):
+    for table in ("table1", "table3", "table6", "realized"):
         assert (results / "tables" / f"{table}.md").read_text().count("|") > 10
         assert "\\toprule" in (results / "tables" / f"{table}.tex").read_text()
     claims = (results / "claims.md").read_text()

@@ -44,14 +44,17 @@ def device_of(spec: dict) -> torch.device:
 
 
 def build_model(spec: dict, costs: dict | None = None):
-    """The run's model (on the CPU) with its FLOP cost table: `costs` saved by training, else counted anew."""
+    """The run's model (on the CPU, channels-last) with its FLOP cost table: `costs` saved by training, else
+    counted anew."""
     data = spec["data"]
     method = get_method(spec["method"])
     model = method.build(spec["model"], backbone=spec["backbone"], num_classes=num_classes(data["prepared"]),
                          num_segments=data["num_segments"])
-    if costs is not None:
-        return flops.attach_costs(model, costs)
-    return flops.attach(model, (data["num_segments"], 3, data["input_size"], data["input_size"]))
+    model = flops.attach_costs(model, costs) if costs is not None else \
+        flops.attach(model, (data["num_segments"], 3, data["input_size"], data["input_size"]))
+    # NHWC: on the CPU, 1.1-1.5x faster training of the small default backbone (benchmarks/train_speed.py);
+    # GPU tensor cores read it without a transpose per convolution
+    return model.to(memory_format=torch.channels_last)
 
 
 def make_loader(spec: dict, split: str, train: bool, batch_size: int, ranks: Ranks = Ranks()):

@@ -232,8 +232,6 @@ def _train(spec: dict, run_dir: Path, progress: bool, stop: StopRequest, ranks: 
     saved = checkpoints.load(map_location=device)  # before anything is written: a mismatch mixes nothing
     seed_everything(spec["seed"])
     model = build_model(spec).to(device)
-    if device.type == "cuda" and cfg.get("amp", "off") != "off":
-        model.to(memory_format=torch.channels_last)  # tensor cores read NHWC without a transpose per conv
     optimizer = make_optimizer(model, cfg)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, cfg["lr_steps"], cfg["lr_gamma"])
     precision = Precision(cfg.get("amp", "off"), device)

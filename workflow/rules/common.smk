@@ -51,7 +51,7 @@ PLOT_FILES = [f"{RESULTS}/plots/pareto_{d}.{ext}" for d in DATASETS for ext in (
 # measured time (workflow/rules/measure.smk): latency.json per run, Top-1 vs latency plots, realized table
 LATENCY_FILES = [os.path.join(run_dir(config, *run), "latency.json") for run in RUNS]
 LATENCY_PLOT_FILES = [f"{RESULTS}/plots/latency_{d}.{ext}" for d in DATASETS for ext in ("png", "pdf", "csv")]
-REALIZED_TABLE = [f"{RESULTS}/tables/realized.{ext}" for ext in ("md", "csv")]
+REALIZED_TABLE = [f"{RESULTS}/tables/realized.{ext}" for ext in ("md", "csv", "tex")]
 # AdaFuse's policy figures (paper Figures 3 and 4), when AdaFuse's default point runs.
 POLICY_RUNS = [run for run in RUNS if run[1] == "adafuse" and run[2] == "default"]
 POLICY_DATASETS = [d for d in DATASETS if any(r[0] == d for r in POLICY_RUNS)]
