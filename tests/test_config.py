@@ -66,12 +66,14 @@ def test_default_config_validates(methods):
 
 def test_schema_defaults_match_default_yaml(methods, tmp_path):
     """A config naming only its datasets gets exactly the default.yaml settings, except the runs
-    default.yaml leaves out: those name its synthetic datasets, so the schema's default is none."""
+    default.yaml leaves out (those name its synthetic datasets, so the schema's default is none) and the
+    synthetic pretraining (a real-data config names its ImageNet weights, or trains from scratch)."""
     full = yaml.safe_load(DEFAULT.read_text())
     minimal = cfg.load_config(write_config(tmp_path, {"datasets": full["datasets"]}))
-    for key in set(full) - {"exclude_runs"}:
+    for key in set(full) - {"exclude_runs", "model"}:
         assert minimal[key] == full[key], key
     assert minimal["exclude_runs"] == []
+    assert minimal["model"] == {**full["model"], "pretrained": None} and full["model"]["pretrained"] == "synthetic"
 
 
 def test_unknown_key_names_file_line_and_key(methods, tmp_path):

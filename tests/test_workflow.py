@@ -7,6 +7,7 @@ claims and plots in one page; a second run has nothing to do.
 from __future__ import annotations
 
 import base64
+import json
 import os
 import re
 import shutil
@@ -51,6 +52,7 @@ def test_workflow_end_to_end_with_a_copied_method(tmp_path):
     shutil.copytree(project / "methods" / "_template", project / "methods" / "pooling_copy")
     config = yaml.safe_load((ROOT / "workflow" / "config" / "test.yaml").read_text())
     config["datasets"] = {"synth-sthv1": config["datasets"]["synth-sthv1"]}
+    config.update(model={"pretrained": "synthetic"}, pretrain={"images": 64, "steps": 2, "batch_size": 16})
     (project / "config.yaml").write_text(yaml.safe_dump(config))
 
     plan = snakemake(project, "-n")
@@ -60,6 +62,10 @@ def test_workflow_end_to_end_with_a_copied_method(tmp_path):
     done = snakemake(project)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     results = project / config["results"]
+    pretrained = f"{config['data_dir']}/pretrained/resnet_tiny-synthetic.pth"
+    assert (project / pretrained).stat().st_size > 0
+    spec = json.loads((results / "runs/synth-sthv1/tsm/default/resnet_tiny/seed0/spec.json").read_text())
+    assert spec["model"]["pretrained"] == pretrained
     summary = pd.read_csv(results / "summary.csv")
     methods = set(summary["method"])
     assert {"pooling_copy", "tsn", "tsm", "lstm", "adafuse"} <= methods

@@ -16,6 +16,7 @@ COMMANDS = {
     "synth": ("vidbench.data.synth", "generate a synthetic dataset in its real counterpart's layout"),
     "prepare": ("vidbench.data.prepare", "turn an official dataset layout into the uniform index"),
     "extract": ("vidbench.data.extract", "decode a prepared video dataset into JPEG frame folders (sharded)"),
+    "pretrain": ("vidbench.pretrain", "pretrain a backbone on synthetic frames (the synthetic suite's ImageNet)"),
     "train": ("vidbench.train", "train one run (dataset x method x point x backbone x seed)"),
     "evaluate": ("vidbench.evaluate", "evaluate a trained run and write metrics.json"),
     "measure": ("vidbench.measure", "time evaluated runs, masked and realized, into latency.json"),

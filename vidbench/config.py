@@ -320,6 +320,14 @@ def _check_data_options(config: dict, dataset: str) -> None:
                      "frame folders", expected=f"extract only for the video formats {list(VIDEO_FORMATS)}")
 
 
+SYNTHETIC_PRETRAINED = "synthetic"  # model.pretrained: the backbone `vidbench pretrain` trains in the workflow
+
+
+def synthetic_pretrained(config: dict, backbone: str) -> str:
+    """Where the workflow's pretrain rule writes the synthetically pretrained `backbone`."""
+    return f"{config['data_dir']}/pretrained/{backbone}-synthetic.pth"
+
+
 def pretrained_paths(config: dict, methods: dict[str, Method] | None = None) -> dict[tuple[str, str], list[str]]:
     """{(backbone, path): [where it is set]} for every pretrained file a configured run would load."""
     found = _methods(methods)
@@ -332,7 +340,7 @@ def pretrained_paths(config: dict, methods: dict[str, Method] | None = None) -> 
             if "pretrained" in layer:
                 value, where = layer["pretrained"], name
         path = per_backbone(value, backbone)
-        if path:
+        if path and path != SYNTHETIC_PRETRAINED:  # that one the workflow makes
             places = wanted.setdefault((backbone, str(path)), [])
             if where not in places:
                 places.append(where)
@@ -494,6 +502,8 @@ def resolve_run(config: dict, dataset: str, method: str, point: str, backbone: s
     for layer in (config["model"], entry.get("model") or {}, (entry.get("methods") or {}).get(method) or {}):
         model.update(copy.deepcopy(layer))
     model = {key: per_backbone(value, backbone) for key, value in model.items()}
+    if model.get("pretrained") == SYNTHETIC_PRETRAINED:
+        model["pretrained"] = synthetic_pretrained(config, backbone)
     data = {**copy.deepcopy(config["data"]), **copy.deepcopy(entry.get("data") or {}),
             "format": entry["format"], "root": _dataset_root(config, dataset),
             "synthetic": "synthetic" in entry, "prepared": prepared_dir(config, dataset)}

@@ -13,7 +13,8 @@ from snakemake.utils import validate
 ROOT = os.path.dirname(workflow.basedir)  # the checkout: its vidbench/ and analysis/ even without `pip install -e`
 sys.path.insert(0, ROOT)
 
-from vidbench.config import all_runs, backbones, frames_dir, prepared_dir, requirements, resolve_run, run_dir, validate_config
+from vidbench.config import (all_runs, backbones, frames_dir, prepared_dir, requirements, resolve_run, run_dir,
+                             synthetic_pretrained, validate_config)
 from vidbench.errors import InputError
 from vidbench.plugins import discover
 from vidbench.sources import ConfigSources
@@ -172,10 +173,14 @@ def prepared_of(wc, input):
 
 
 def train_input(wc):
-    """The prepared dataset, plus the metrics.json of the runs this method `requires`
-    (same dataset/backbone/seed; e.g. the random policy reads AdaFuse's policy statistics)."""
+    """The prepared dataset, the synthetically pretrained backbone where the run starts from it, and the
+    metrics.json of the runs this method `requires` (same dataset/backbone/seed; e.g. the random policy reads
+    AdaFuse's policy statistics)."""
     required = requirements(config, *run_of(wc), methods=METHODS)
+    pretrained = resolve_run(config, *run_of(wc), methods=METHODS)["model"].get("pretrained")
+    synthetic = synthetic_pretrained(config, wc.backbone)
     return {"prepared": f"{prepared_dir(config, wc.dataset)}/report.json",
+            **({"pretrained": synthetic} if pretrained == synthetic else {}),
             **{f"requires_{name}": metrics_path(run) for name, run in required.items()}}
 
 

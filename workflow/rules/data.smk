@@ -102,3 +102,24 @@ rule index_frames:
     shell:
         "python -m vidbench extract --prepared {params.prepared:q} --out {params.frames:q} --index {params.out:q}"
         " --shards {params.shards} > {log:q} 2>&1"
+
+
+# The synthetic suite's stand-in for ImageNet weights, for runs whose model.pretrained is "synthetic".
+rule pretrain:
+    output:
+        f"{DATA}/pretrained/{{backbone}}-synthetic.pth",
+    params:
+        pretrain=config["pretrain"],
+        input_size=config["data"]["input_size"],
+    log:
+        f"{LOGS}/pretrain/{{backbone}}.log",
+    threads: config["train"]["threads"]
+    resources:
+        **JOB_RESOURCES,
+    conda:
+        ENV
+    shell:
+        "python -m vidbench pretrain --backbone {wildcards.backbone} --out {output:q}"
+        " --images {params.pretrain[images]} --steps {params.pretrain[steps]}"
+        " --batch-size {params.pretrain[batch_size]} --lr {params.pretrain[lr]} --seed {params.pretrain[seed]}"
+        " --input-size {params.input_size} --threads {threads} > {log:q} 2>&1"
