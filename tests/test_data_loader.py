@@ -124,6 +124,54 @@ def test_eval_is_deterministic_and_cache_matches(prepared):
         assert len(cached.cache) == 3 and cached.cache[0].dtype == np.uint8
 
 
+def test_shared_cache_decodes_each_video_once_for_every_run(prepared, tmp_path, monkeypatch, caplog):
+    for fmt in ("sthv1", "sthv2"):  # frame folders and videos
+        store = ds.DecodedStore(tmp_path / fmt)
+        first = ds.ClipDataset(prepared[fmt], "val", train=False, cache=True, store=store, **KW)
+        clips = [first[i][0] for i in range(3)]
+        assert len(list(store.folder.glob("*.npy"))) == 3
+        with monkeypatch.context() as patch:  # a later run (another process) reads what the first decoded
+            patch.setattr(ds, "_load_jpegs", None)
+            patch.setattr(ds, "_decode_video", None)
+            later = ds.ClipDataset(prepared[fmt], "val", train=False, cache=True, store=store, **KW)
+            assert all(torch.equal(later[i][0], clip) for i, clip in enumerate(clips))
+        plain = ds.ClipDataset(prepared[fmt], "val", train=False, **KW)
+        assert all(torch.equal(plain[i][0], clip) for i, clip in enumerate(clips))
+
+    data = ds.ClipDataset(prepared["sthv1"], "val", train=False, cache=True, store=ds.DecodedStore(tmp_path / "s"), **KW)
+    stored = data.store.file(data.path(0))
+    data[0]
+    stored.write_bytes(b"torn")  # unreadable: decoded and written again
+    again = ds.ClipDataset(prepared["sthv1"], "val", train=False, cache=True, store=data.store, **KW)
+    assert torch.equal(again[0][0], data[0][0]) and np.load(stored).dtype == np.uint8
+
+    (tmp_path / "blocked").write_text("a file where the folder should be")
+    blocked = ds.ClipDataset(prepared["sthv1"], "val", train=False, cache=True,
+                             store=ds.DecodedStore(tmp_path / "blocked"), **KW)
+    with caplog.at_level(logging.WARNING):
+        assert torch.equal(blocked[0][0], data[0][0])  # sharing fails, the sample does not
+    assert "not sharing decoded frames" in caplog.text
+
+
+def test_shared_cache_decodes_a_changed_video_anew(prepared, tmp_path):
+    root = tmp_path / "root"
+    shutil.copytree(ds.ClipDataset(prepared["sthv2"], "val", train=False, **KW).root, root)
+    index = tmp_path / "prep"
+    shutil.copytree(prepared["sthv2"], index)
+    meta = index / "meta.json"
+    meta.write_text(meta.read_text().replace(str(ds.ClipDataset(prepared["sthv2"], "val", train=False, **KW).root),
+                                             str(root)))
+    store = ds.DecodedStore(tmp_path / "store")
+    data = ds.ClipDataset(index, "val", train=False, cache=True, store=store, **KW)
+    before = store.file(data.path(0))
+    data[0]
+    other = data.path(1).read_bytes()
+    data.path(0).write_bytes(other)  # a regenerated video
+    assert store.file(data.path(0)) != before
+    fresh = ds.ClipDataset(index, "val", train=False, cache=True, store=store, **KW)
+    assert torch.equal(fresh[0][0], ds.ClipDataset(index, "val", train=False, cache=True, **KW)[0][0])
+
+
 def test_unreadable_sample_returns_none_and_warns_once(prepared, tmp_path, caplog):
     # a prepared index whose root is a copy we can damage after preparing
     src = ds.ClipDataset(prepared["sthv1"], "val", train=False, **KW)

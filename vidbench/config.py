@@ -108,7 +108,7 @@ def fill_defaults(config: dict) -> dict:
     for key, sub in top["properties"].items():
         if key not in config and "default" in sub:
             config[key] = copy.deepcopy(sub["default"])
-        if key in (*SECTIONS, "tables"):
+        if key in (*SECTIONS, "tables", "pretrain"):
             for inner, inner_schema in _deref(sub)["properties"].items():
                 if inner not in config[key] and "default" in inner_schema:
                     config[key][inner] = copy.deepcopy(inner_schema["default"])

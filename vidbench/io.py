@@ -21,9 +21,10 @@ def _umask() -> int:
         return mask
 
 
-def _atomic(path, write):
+def _atomic(path, write, sync: bool = True):
     """Write through a temporary file renamed into place; an OSError (disk full, read-only folder) leaves
-    nothing behind and becomes an OutputError naming the file."""
+    nothing behind and becomes an OutputError naming the file. `sync=False` skips the fsync: for files
+    that can be made again (a crash leaves the old file or none, never a torn one, but maybe an empty one)."""
     path = Path(path)
     tmp = None
     try:
@@ -33,7 +34,8 @@ def _atomic(path, write):
         with os.fdopen(fd, "wb") as handle:
             write(handle)
             handle.flush()
-            os.fsync(handle.fileno())
+            if sync:
+                os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException as err:
         if tmp is not None:
@@ -41,6 +43,11 @@ def _atomic(path, write):
         if isinstance(err, OSError):
             raise OutputError(path, f"cannot write it: {err.strerror or err}") from None
         raise
+
+
+def write_bytes(path, write, sync: bool = True) -> None:
+    """Atomically write what `write(handle)` writes to a binary file handle (see `_atomic` for `sync`)."""
+    _atomic(path, write, sync)
 
 
 def write_text(path, text: str) -> None:

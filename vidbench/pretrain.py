@@ -83,14 +83,14 @@ def pretrain(backbone_name: str, *, images: int, steps: int, batch_size: int, lr
 
 
 def add_arguments(parser):
-    parser.add_argument("--backbone", default="resnet_tiny", choices=backbone_names())
+    parser.add_argument("--backbone", default="resnet_tiny", choices=backbone_names(), help="backbone to pretrain")
     parser.add_argument("--out", required=True, help="the .pth file to write (what model.pretrained names)")
     parser.add_argument("--images", type=int, default=6000, help="frames rendered")
     parser.add_argument("--steps", type=int, default=300, help="optimisation steps")
-    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--batch-size", type=int, default=256, help="frames a step")
     parser.add_argument("--lr", type=float, default=0.01, help="peak learning rate of the one-cycle schedule")
     parser.add_argument("--input-size", type=int, default=32, help="crop side (the runs' data.input_size)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the frames, the order and the weights")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
 
 

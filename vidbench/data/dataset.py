@@ -13,6 +13,7 @@ when one is given (after a pinned, non-blocking copy of the packed bytes), else 
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import logging
 import random
@@ -25,6 +26,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate, get_worker_info
 
+from vidbench import io as vio
+from vidbench.errors import OutputError
 from vidbench.data.transforms import IMAGENET_MEAN, IMAGENET_STD, ClipTransform, normalize, resize
 
 log = logging.getLogger(__name__)
@@ -139,6 +142,32 @@ class Skipped(int):
         return Skipped, (self.items,)
 
 
+class DecodedStore:
+    """Every video's decoded frames as one .npy file under `folder`, written once (atomically) by the first
+    process that decodes it and read by every later one: the runs of a dataset share one decoding. A file is
+    named after the video's path, size and modification time, so a regenerated video is decoded anew."""
+
+    def __init__(self, folder):
+        self.folder = Path(folder)
+
+    def file(self, source: Path) -> Path:
+        stat = source.stat()
+        name = hashlib.sha1(str(source).encode()).hexdigest()[:20]
+        return self.folder / f"{name}-{stat.st_size}-{stat.st_mtime_ns}.npy"
+
+    def get(self, source: Path) -> np.ndarray | None:
+        try:
+            return np.load(self.file(source), allow_pickle=False)
+        except (OSError, ValueError, EOFError):  # not written yet (or unreadable: decoded and written again)
+            return None
+
+    def put(self, source: Path, frames: np.ndarray) -> None:
+        try:
+            vio.write_bytes(self.file(source), lambda handle: np.save(handle, frames, allow_pickle=False), sync=False)
+        except OutputError as err:  # a full or read-only disk costs only the sharing
+            log.warning("not sharing decoded frames: %s", err)
+
+
 class ClipDataset(Dataset):
     """Clips of `num_segments` frames from a prepared split ('train' or 'val').
 
@@ -148,7 +177,7 @@ class ClipDataset(Dataset):
 
     def __init__(self, prepared_dir, split: str, *, num_segments: int, train: bool, input_size: int = 224,
                  scale_size: int = 256, flip: bool = False, mean=IMAGENET_MEAN, std=IMAGENET_STD, cache: bool = False,
-                 finish: bool = True):
+                 store: DecodedStore | None = None, finish: bool = True):
         self.prepared_dir = Path(prepared_dir)
         meta = json.loads((self.prepared_dir / "meta.json").read_text(encoding="utf-8"))
         self.root = Path(meta["root"])
@@ -161,6 +190,7 @@ class ClipDataset(Dataset):
                                        flip=flip and train, mean=mean, std=std)
         self.finish = bool(finish)
         self.cache: dict[int, np.ndarray] | None = {} if cache else None
+        self.store = store if cache else None
         self.unreadable: dict[str, str] = {}  # path -> reason, for samples read in this process
         self._warned: set[int] = set()
         self._generator: torch.Generator | None = None
@@ -184,15 +214,13 @@ class ClipDataset(Dataset):
         path = self.root / rel
         if self.cache is not None:
             frames = self.cache.get(i)
+            if frames is None and self.store is not None:
+                frames = self.store.get(path)
             if frames is None:
-                if self.kind == "frames":
-                    got = _load_jpegs(path, range(n))
-                else:
-                    got = _decode_video(path)
-                if not got:
-                    raise RuntimeError("no decodable frame")
-                frames = np.stack([got[k] for k in sorted(got)])
-                self.cache[i] = frames
+                frames = self._decode_all(path, n)
+                if self.store is not None:
+                    self.store.put(path, frames)
+            self.cache[i] = frames
             idx = sample_indices(len(frames), self.num_segments, self.train, generator)
             return [frames[k] for k in idx]
         idx = sample_indices(n, self.num_segments, self.train, generator)
@@ -204,6 +232,12 @@ class ClipDataset(Dataset):
             idx = np.minimum(idx, last)
             got = {k: got.get(k, got[last]) for k in idx.tolist()}
         return [got[int(k)] for k in idx]
+
+    def _decode_all(self, path: Path, n: int) -> np.ndarray:
+        got = _load_jpegs(path, range(n)) if self.kind == "frames" else _decode_video(path)
+        if not got:
+            raise RuntimeError("no decodable frame")
+        return np.stack([got[k] for k in sorted(got)])
 
     def _sample(self, i: int, seed: int | None = None):
         """(clip, label), or an `Unreadable` naming the file and the error; the frames and augmentation are
@@ -493,7 +527,7 @@ class ClipLoader:
 
 def build_loader(prepared_dir, split: str, *, train: bool, num_segments: int, input_size: int, scale_size: int,
                  flip: bool, batch_size: int, workers: int = 0, seed: int = 0, cache: bool = False,
-                 mean=IMAGENET_MEAN, std=IMAGENET_STD, device=None, prefetch: int = 2, rank: int = 0,
+                 store: DecodedStore | None = None, mean=IMAGENET_MEAN, std=IMAGENET_STD, device=None, prefetch: int = 2, rank: int = 0,
                  ranks: int = 1) -> ClipLoader:
     """Batches (clips, labels, skipped) of a prepared split; shuffled when training. Order, frames and
     augmentation follow from `seed` (and from reseeding `.generator` before an epoch) alone: the same
@@ -507,7 +541,8 @@ def build_loader(prepared_dir, split: str, *, train: bool, num_segments: int, in
     if batch_size % ranks:
         raise ValueError(f"batch size {batch_size} does not split over {ranks} processes")
     dataset = ClipDataset(prepared_dir, split, num_segments=num_segments, train=train, input_size=input_size,
-                          scale_size=scale_size, flip=flip, mean=mean, std=std, cache=cache, finish=False)
+                          scale_size=scale_size, flip=flip, mean=mean, std=std, cache=cache, store=store,
+                          finish=False)
     sampler = SeededSampler(len(dataset), train, torch.Generator().manual_seed(int(seed)), rank, ranks, batch_size)
     batch_size //= ranks
     # the DataLoader gives worker k every W-th batch and keeps `prefetch` of each worker's in flight (the

@@ -113,7 +113,7 @@ rule pretrain:
         input_size=config["data"]["input_size"],
     log:
         f"{LOGS}/pretrain/{{backbone}}.log",
-    threads: config["train"]["threads"]
+    threads: workflow.cores  # every training waits for it
     resources:
         **JOB_RESOURCES,
     conda:
