@@ -10,6 +10,7 @@ from vidbench import config as cfg
 from vidbench import pretrain
 from vidbench.backbones import create_backbone, load_pretrained
 from vidbench.cli import main
+from vidbench.rundir import fingerprint
 
 DEFAULT = Path(__file__).resolve().parent.parent / "workflow" / "config" / "default.yaml"
 
@@ -44,3 +45,7 @@ def test_runs_resolve_synthetic_to_the_pretrain_rule_output(tmp_path):
     spec = cfg.resolve_run(config, "synth-jester", "tsm", "default", "resnet_tiny", 0)
     assert spec["model"]["pretrained"] == f"{tmp_path}/data/pretrained/resnet_tiny-synthetic.pth"
     assert cfg.pretrained_paths(config) == {}  # nothing for validation to open before the rule ran
+    assert fingerprint(spec)["pretrain.steps"] == config["pretrain"]["steps"]  # a resume checks what made its init
+    scratch = cfg.resolve_run({**config, "model": {**config["model"], "pretrained": None}}, "synth-jester", "tsm",
+                              "default", "resnet_tiny", 0)
+    assert "pretrain" not in scratch and scratch["model"]["pretrained"] is None

@@ -502,7 +502,8 @@ def resolve_run(config: dict, dataset: str, method: str, point: str, backbone: s
     for layer in (config["model"], entry.get("model") or {}, (entry.get("methods") or {}).get(method) or {}):
         model.update(copy.deepcopy(layer))
     model = {key: per_backbone(value, backbone) for key, value in model.items()}
-    if model.get("pretrained") == SYNTHETIC_PRETRAINED:
+    synthetic = model.get("pretrained") == SYNTHETIC_PRETRAINED
+    if synthetic:
         model["pretrained"] = synthetic_pretrained(config, backbone)
     data = {**copy.deepcopy(config["data"]), **copy.deepcopy(entry.get("data") or {}),
             "format": entry["format"], "root": _dataset_root(config, dataset),
@@ -519,6 +520,7 @@ def resolve_run(config: dict, dataset: str, method: str, point: str, backbone: s
         "train": _train_section(config, entry, method, point),
         "eval": {**copy.deepcopy(config["eval"]), **copy.deepcopy(entry.get("eval") or {})},
         "requires": requires,
+        **({"pretrain": copy.deepcopy(config["pretrain"])} if synthetic else {}),  # what made its initial weights
         "results_dir": config["results"],
         "run_dir": run_dir(config, dataset, method, point, backbone, seed),
     }
