@@ -4,8 +4,8 @@
 
 Times benchmarks/machine_ref.py's fixed workload (hosts of this kind differ up to 2x in speed), runs
 `snakemake --cores N` with fresh data and results directories, prints the wall time and its ratio to
-machine_ref against the budget (demo / machine_ref <= 450: 10 minutes on the slowest host), then the checks on results/summary.csv (default operating points, runs whose status is
-ok; differences paired over seeds with their 95% Student-t interval, analysis/stats.py): TSN, TSM, LSTM
+machine_ref against the budget (demo / machine_ref <= 450: 10 minutes on the slowest host), then the
+checks on results/summary.csv (default operating points, runs whose status is ok; differences paired over seeds with their 95% Student-t interval, analysis/stats.py): TSN, TSM, LSTM
 and AdaFuse have >= 3 seeds on every dataset; TSM and LSTM beat TSN by >= 15 Top-1 points on each
 temporal dataset and AdaFuse by >= 10, each with an interval above 0; TSN is within 5 points of the
 best on synth-minikinetics; AdaFuse spends <= 80% of TSN's GFLOPs everywhere and reuses more
@@ -153,8 +153,8 @@ def main() -> int:
         reference = machine_ref()
         seconds = run_pipeline(args.cores, args.workdir)
         ratio = seconds / reference
-        print(f"default pipeline: {seconds:.0f} s on {args.cores} cores; machine_ref {reference:.2f} s; demo / machine_ref "
-              f"= {ratio:.0f} (budget {BUDGET_RATIO}, {BUDGET_RATIO * reference:.0f} s here): "
+        print(f"default pipeline: {seconds:.0f} s on {args.cores} cores; machine_ref {reference:.2f} s; "
+              f"demo / machine_ref = {ratio:.0f} (budget {BUDGET_RATIO}, {BUDGET_RATIO * reference:.0f} s here): "
               f"{'PASS' if ratio <= BUDGET_RATIO else 'FAIL'}")
         args.summary = args.workdir / "results" / "summary.csv"
     summary = pd.read_csv(args.summary)

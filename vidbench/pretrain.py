@@ -48,7 +48,7 @@ def render_frames(count: int, seed: int) -> tuple[list[np.ndarray], torch.Tensor
     while len(frames) < count:
         family = int(rng.integers(len(kinds)))
         generator, kwargs = kinds[family]
-        length, height, width = synth._clip_size(rng)
+        length, height, width = synth.clip_size(rng)
         clip = renderer.finish(generator(rng, synth.Canvas.make(height, width), length, **kwargs))
         for index in rng.choice(length, FRAMES_PER_CLIP, replace=False):
             frames.append(clip[index])

@@ -31,9 +31,8 @@ PREEMPTED_EXIT = 75  # EX_TEMPFAIL: stopped on request, rerun to continue
 
 # resolved spec keys that do not change what training computes: where files live, how fast it runs
 IGNORED = {("title",), ("paper_label",), ("run_dir",), ("results_dir",), ("eval",), ("requires",),
-           ("data", "root"), ("data", "workers"), ("data", "cache"), ("data", "shared_cache"), ("train", "threads"),
-           ("train", "device"),
-           ("train", "max_unreadable"), ("train", "eval_every")}
+           ("data", "root"), ("data", "workers"), ("data", "cache"), ("data", "shared_cache"),
+           ("train", "threads"), ("train", "device"), ("train", "max_unreadable"), ("train", "eval_every")}
 
 
 class RunLocked(HarnessError):

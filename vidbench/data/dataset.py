@@ -527,8 +527,8 @@ class ClipLoader:
 
 def build_loader(prepared_dir, split: str, *, train: bool, num_segments: int, input_size: int, scale_size: int,
                  flip: bool, batch_size: int, workers: int = 0, seed: int = 0, cache: bool = False,
-                 store: DecodedStore | None = None, mean=IMAGENET_MEAN, std=IMAGENET_STD, device=None, prefetch: int = 2, rank: int = 0,
-                 ranks: int = 1) -> ClipLoader:
+                 store: DecodedStore | None = None, mean=IMAGENET_MEAN, std=IMAGENET_STD, device=None,
+                 prefetch: int = 2, rank: int = 0, ranks: int = 1) -> ClipLoader:
     """Batches (clips, labels, skipped) of a prepared split; shuffled when training. Order, frames and
     augmentation follow from `seed` (and from reseeding `.generator` before an epoch) alone: the same
     for any number of workers.

@@ -432,7 +432,8 @@ def _write_lines(path: Path, lines) -> None:
     path.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
 
 
-def _clip_size(rng) -> tuple[int, int, int]:
+def clip_size(rng) -> tuple[int, int, int]:
+    """(frames, height, width) of a random clip of the suite (also what `vidbench pretrain` renders)."""
     return int(rng.integers(MIN_LEN, MAX_LEN + 1)), int(rng.choice(HEIGHTS)), int(rng.choice(WIDTHS))
 
 
@@ -460,7 +461,7 @@ def _gen_20bn(fmt: str, root: Path, rng, train_per_class: int, val_per_class: in
     rows = {"train": [], "val": [], "test": []}
     for split, c, vid in plan:
         cls = classes[c] if c is not None else classes[int(rng.integers(len(classes)))]
-        n, h, w = _clip_size(rng)
+        n, h, w = clip_size(rng)
         frames = render_temporal(renderer, rng, cls, n, h, w)
         if fmt == "sthv2":
             write_video(root / layouts.STHV2_VIDEO_DIR / f"{vid}.webm", frames, "libvpx")
@@ -527,7 +528,7 @@ def _gen_kinetics(root: Path, rng, train_per_class: int, val_per_class: int) -> 
         used.add(ytid)
         start = int(rng.integers(0, 300))
         end = start + 10
-        n, h, w = _clip_size(rng)
+        n, h, w = clip_size(rng)
         frames = render_appearance(renderer, rng, look, n, h, w)
         write_video(root / split / look.name / f"{layouts.kinetics_stem(ytid, start, end)}.mp4", frames, "libx264")
         rows[split].append((look.name, ytid, start, end))
