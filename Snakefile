@@ -3,8 +3,9 @@
 #   snakemake -n                               # the whole plan
 #   snakemake --profile workflow/profiles/slurm --configfile my.yaml
 # A --configfile replaces default.yaml (it is not merged into it); --config KEY=VALUE overrides one key.
-# DAG: synth -> prepare [-> extract_shard x N -> index_frames, for datasets with `extract`] -> train
-#      -> evaluate -> measure (one job, every core) -> aggregate -> tables, claims, plots (rules in workflow/rules/).
+# DAG: synth -> prepare [-> extract_shard x N -> index_frames, for datasets with `extract`] -> train (and
+#      evaluate, in the same job) -> measure (one job, every core) -> aggregate -> tables, claims, plots
+#      (rules in workflow/rules/).
 # Afterwards `snakemake --report report.html` gathers tables, claims and plots into one page.
 
 configfile: "workflow/config/default.yaml"
@@ -13,7 +14,6 @@ configfile: "workflow/config/default.yaml"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
-include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/measure.smk"
 include: "workflow/rules/report.smk"
 

@@ -118,8 +118,7 @@ def test_released_recipe_groups_biases_and_norms():
     assert biases == {id(model["conv"].bias), id(model["fc"].bias)}
     assert norms == {id(model["bn"].weight), id(model["bn"].bias)}
     assert [(g["lr"], g["weight_decay"]) for g in optimizer.param_groups] == [(0.02, 5e-4), (0.04, 0.0), (0.02, 0.0)]
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, [1], 0.1)
-    scheduler.step()
+    trainer.optim.step_lr(optimizer, 0.02, 1, [1], 0.1)
     assert [g["lr"] for g in optimizer.param_groups] == pytest.approx([0.002, 0.004, 0.002])
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import yaml
 
+from vidbench import io as vio
 from vidbench.backbones import per_backbone
 from vidbench.errors import InputError, close_match
 from vidbench.plugins import Method, broken_methods, discover, methods_dir
@@ -38,7 +39,7 @@ class Config(dict):
 
 @lru_cache(maxsize=1)
 def schema() -> dict:
-    return yaml.safe_load(SCHEMA_PATH.read_text())
+    return vio.load_yaml(SCHEMA_PATH.read_text())
 
 
 def backbones() -> list[str]:
@@ -60,7 +61,7 @@ def load_config(path) -> Config:
     except OSError as err:
         raise InputError(path, f"cannot read config: {err.strerror}") from err
     try:
-        data = yaml.safe_load(text)
+        data = vio.load_yaml(text)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         raise InputError(path, f"invalid YAML: {getattr(err, 'problem', err)}",

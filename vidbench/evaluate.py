@@ -17,9 +17,8 @@ from vidbench.engine import SPEC_FILE, build_model, device_of, keep_freed_memory
 from vidbench.errors import InputError
 from vidbench.metrics import accuracy
 from vidbench.plugins import get_method
-from vidbench.rundir import ConfigChanged, changed_keys, fingerprint
+from vidbench.rundir import FINAL, ConfigChanged, changed_keys, fingerprint
 from vidbench.sparse import set_sparse_evaluation
-from vidbench.train import FINAL
 
 METRICS = "metrics.json"
 
@@ -147,7 +146,13 @@ def add_arguments(parser):
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (none is drawn off a terminal)")
 
 
+def report(run_dir, progress: bool = True) -> dict:
+    """Evaluate the run and print its headline figures."""
+    metrics = evaluate(run_dir, progress=progress)
+    print(f"{run_dir}: top1 {metrics['top1']:.2f}  top5 {metrics['top5']:.2f}  GFLOPs {metrics['gflops']:.4f}")
+    return metrics
+
+
 def run(args):
     with claim_for(load_spec(args.run)):
-        metrics = evaluate(args.run, progress=not args.no_progress)
-    print(f"{args.run}: top1 {metrics['top1']:.2f}  top5 {metrics['top5']:.2f}  GFLOPs {metrics['gflops']:.4f}")
+        report(args.run, progress=not args.no_progress)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import yaml
 
+from vidbench import io as vio
 from vidbench.backbones import per_backbone
 from vidbench.errors import InputError, close_match
 
@@ -127,7 +128,7 @@ def _load_module(method: Method):
 def load_manifest(path: Path) -> Method:
     file = path / "method.yaml"
     try:
-        data = yaml.safe_load(file.read_text()) or {}
+        data = vio.load_yaml(file.read_text()) or {}
     except yaml.YAMLError as err:
         line = err.problem_mark.line + 1 if getattr(err, "problem_mark", None) else None
         raise InputError(file, f"invalid YAML: {err}", line=line) from err

@@ -27,6 +27,7 @@ from vidbench.errors import HarnessError, InputError
 
 LOCK = ".lock"
 CHECKPOINT, PREVIOUS = "checkpoint.pt", "checkpoint.prev.pt"
+FINAL, BEST, LOG = "model.pt", "model_best.pt", "log.csv"  # the trained run, its best epoch, one row an epoch
 PREEMPTED_EXIT = 75  # EX_TEMPFAIL: stopped on request, rerun to continue
 
 # resolved spec keys that do not change what training computes: where files live, how fast it runs

@@ -28,7 +28,9 @@ from torch import nn
 from tqdm import tqdm
 
 from vidbench import distributed
+from vidbench import evaluate as evaluation
 from vidbench import io as vio
+from vidbench import optim
 from vidbench.data.dataset import num_classes
 from vidbench.devices import claim_for
 from vidbench.distributed import Ranks
@@ -37,9 +39,8 @@ from vidbench.engine import (SPEC_FILE, add_spec_arguments, build_model, device_
 from vidbench.errors import HarnessError, InputError
 from vidbench.flops import count_params
 from vidbench.metrics import accuracy
-from vidbench.rundir import CHECKPOINT, Checkpoints, Preempted, RunLock, StopRequest, fingerprint
+from vidbench.rundir import BEST, CHECKPOINT, FINAL, LOG, Checkpoints, Preempted, RunLock, StopRequest, fingerprint
 
-FINAL, BEST, LOG = "model.pt", "model_best.pt", "log.csv"
 UNREADABLE = "unreadable.txt"  # every training video that could not be read, with the reason
 LOG_FIELDS = ["epoch", "lr", "loss", "top1", "gflops", "seconds", "skipped", "val_top1"]
 
@@ -77,9 +78,7 @@ def make_optimizer(model, cfg):
     groups = param_groups(model, cfg["weight_decay"], cfg["bias_lr_mult"])
     for group in groups:
         group["lr"] = cfg["lr"] * group["lr_mult"]
-    if cfg["optimizer"] == "sgd":
-        return torch.optim.SGD(groups, lr=cfg["lr"], momentum=cfg["momentum"])
-    return {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[cfg["optimizer"]](groups, lr=cfg["lr"])
+    return optim.Optimizer(groups, cfg["optimizer"], cfg["lr"], momentum=cfg["momentum"])
 
 
 def write_log(path: Path, history: list[dict]) -> None:
@@ -233,7 +232,6 @@ def _train(spec: dict, run_dir: Path, progress: bool, stop: StopRequest, ranks: 
     seed_everything(spec["seed"])
     model = build_model(spec).to(device)
     optimizer = make_optimizer(model, cfg)
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, cfg["lr_steps"], cfg["lr_gamma"])
     precision = Precision(cfg.get("amp", "off"), device)
     loader = make_loader(spec, "train", train=True, batch_size=cfg["batch_size"], ranks=ranks)
     if len(loader.dataset) == 0:
@@ -247,7 +245,6 @@ def _train(spec: dict, run_dir: Path, progress: bool, stop: StopRequest, ranks: 
     if saved is not None:
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
         precision.scaler.load_state_dict(saved.get("scaler", {}))
         state = {**state, **saved["state"]}
         where = f"epoch {state['epoch'] + 1}, batch {saved['partial'][0]['batches']}" if saved.get("partial") \
@@ -264,8 +261,7 @@ def _train(spec: dict, run_dir: Path, progress: bool, stop: StopRequest, ranks: 
         extra = {key: distributed.gather(ranks, value) for key, value in extra.items()}
         if write:
             checkpoints.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                              "scheduler": scheduler.state_dict(), "scaler": precision.scaler.state_dict(),
-                              "state": state, **extra})
+                              "scaler": precision.scaler.state_dict(), "state": state, **extra})
 
     for epoch in range(state["epoch"], cfg["epochs"]):
         epoch_seed = spec["seed"] * 1009 + epoch  # an epoch's draws do not depend on where training resumed
@@ -277,6 +273,7 @@ def _train(spec: dict, run_dir: Path, progress: bool, stop: StopRequest, ranks: 
             loader.skip(totals["batches"])
             set_rng_state(saved["rng"][ranks.rank])
         saved = None
+        optim.step_lr(optimizer, cfg["lr"], epoch, cfg["lr_steps"], cfg["lr_gamma"])
         lr = optimizer.param_groups[0]["lr"]
         totals = train_epoch(step_model, loader, optimizer, cfg, device, epoch, progress, totals, stop, precision,
                              ranks)
@@ -285,7 +282,6 @@ def _train(spec: dict, run_dir: Path, progress: bool, stop: StopRequest, ranks: 
             raise Preempted(f"{run_dir}: stopped by {stop.signal or 'a signal to another rank'} in epoch {epoch + 1} "
                             f"after batch {totals['batches']}; checkpoint written to {run_dir / CHECKPOINT}: rerun to "
                             "continue from there")
-        scheduler.step()
         finish_epoch(state, merge_totals(distributed.gather(ranks, totals)), epoch, lr)
         if val_loader is not None and ((epoch + 1) % every == 0 or epoch + 1 == cfg["epochs"]):
             record_validation(state, validate(model, val_loader, device), model, run_dir / BEST)
@@ -354,6 +350,9 @@ def add_arguments(parser):
     add_spec_arguments(parser)
     parser.add_argument("--out", help="run directory (default: the spec's run_dir)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (none is drawn off a terminal)")
+    parser.add_argument("--evaluate", action="store_true",
+                        help="then evaluate the trained run into metrics.json, as `vidbench evaluate --run OUT` does "
+                             "(the workflow's train rule: one process a run, not two)")
 
 
 def run(args):
@@ -365,12 +364,15 @@ def run(args):
         return 0
     with claim_for(spec, processes):
         if processes > 1:
-            return launch(spec, out, processes, progress=not args.no_progress)
-        train(spec, out, progress=not args.no_progress)
+            launch(spec, out, processes, progress=not args.no_progress)
+        else:
+            train(spec, out, progress=not args.no_progress)
+        if args.evaluate:
+            evaluation.report(out, progress=not args.no_progress)
     return 0
 
 
-def launch(spec: dict, out: str, processes: int, progress: bool) -> int:
+def launch(spec: dict, out: str, processes: int, progress: bool) -> None:
     """Train in `processes` ranks; a stop on a signal exits with `PREEMPTED_EXIT`."""
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 
@@ -382,4 +384,3 @@ def launch(spec: dict, out: str, processes: int, progress: bool) -> int:
     if signalled:
         raise Preempted(f"{out}: the ranks stopped on {signalled}; checkpoint written to {Path(out) / CHECKPOINT}: "
                         "rerun to continue from there")
-    return 0

@@ -1,11 +1,15 @@
-# Train one run (dataset x method x operating point x backbone x seed) from its resolved spec.
+# Train one run (dataset x method x operating point x backbone x seed) from its resolved spec, then evaluate
+# it (accuracy, GFLOPs, params, policy statistics) into metrics.json: `vidbench train --evaluate` reads the
+# model.pt it has just written, as `vidbench evaluate --run` does, in the same process (one start of Python
+# and torch a run instead of two). `vidbench evaluate --run <dir>` re-evaluates a run by hand.
 
 
 rule train:
     input:
         unpack(train_input),
     output:
-        f"{RESULTS}/runs/{RUN_PATTERN}/model.pt",
+        model=f"{RESULTS}/runs/{RUN_PATTERN}/model.pt",
+        metrics=f"{RESULTS}/runs/{RUN_PATTERN}/metrics.json",
     params:
         spec=spec_json,
         out=output_dir,
@@ -17,4 +21,4 @@ rule train:
     conda:
         ENV
     shell:
-        "python -m vidbench train --spec {params.spec:q} --out {params.out:q} > {log:q} 2>&1"
+        "python -m vidbench train --spec {params.spec:q} --out {params.out:q} --evaluate > {log:q} 2>&1"
