@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import subprocess
 import sys
 
@@ -28,6 +29,22 @@ def test_evaluate_of_a_missing_run_is_one_line_without_a_traceback():
     assert result.stderr.strip().splitlines() == [
         "vidbench evaluate: error: /missing/spec.json: cannot read the run's spec: No such file or directory "
         "(expected a run directory written by `vidbench train`)"]
+
+
+def test_a_spec_that_is_not_a_run_spec_is_one_line(capsys):
+    assert cli(["train", "--spec", "{}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("vidbench train: error: --spec: not a resolved run spec: no dataset, "
+                                               "method, point")
+
+
+def test_a_file_system_error_is_one_line_naming_the_path(train_spec, tmp_path, capsys):
+    (tmp_path / "file").write_text("")
+    out = tmp_path / "file" / "run"                       # a run directory under a file: mkdir fails
+    assert cli(["train", "--spec", json.dumps(train_spec), "--out", str(out), "--no-progress"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("vidbench train: error: ") and str(tmp_path / "file") in err[0]
+    assert err[0].endswith("Not a directory")
 
 
 def test_debug_shows_the_traceback():

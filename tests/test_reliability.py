@@ -71,7 +71,7 @@ def test_crafted_model_file_runs_nothing(train_spec, tmp_path):
 
 def interrupt_at_step(monkeypatch, step, how="kill"):
     """Make training stop after its `step`-th optimisation step: killed (KeyboardInterrupt) or asked to
-    stop by a real SIGTERM sent to this process."""
+    stop by a real signal (`how`: "SIGTERM", "SIGUSR1") sent to this process."""
     real_step, calls = trainer.train_step, {"n": 0}
 
     def step_then_stop(*args):
@@ -80,7 +80,7 @@ def interrupt_at_step(monkeypatch, step, how="kill"):
         if calls["n"] == step:
             if how == "kill":
                 raise KeyboardInterrupt("killed")
-            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), getattr(signal, how))
         return result
 
     monkeypatch.setattr(trainer, "train_step", step_then_stop)
@@ -116,7 +116,7 @@ def test_sigterm_mid_epoch_then_rerun_gives_identical_weights(train_spec, tmp_pa
     train_spec["data"]["workers"] = workers
     train_spec["train"]["epochs"] = 3
     once = trainer.train(train_spec, tmp_path / "once", progress=False)
-    interrupt_at_step(monkeypatch, 7, how="sigterm")  # epoch 2 of 3, batch 2 of 5
+    interrupt_at_step(monkeypatch, 7, how="SIGTERM")  # epoch 2 of 3, batch 2 of 5
     with pytest.raises(Preempted, match=r"stopped by SIGTERM in epoch 2 after batch 2"):
         trainer.train(train_spec, tmp_path / "twice", progress=False)
     saved = torch.load(tmp_path / "twice" / CHECKPOINT, weights_only=True)
@@ -128,11 +128,13 @@ def test_sigterm_mid_epoch_then_rerun_gives_identical_weights(train_spec, tmp_pa
         assert torch.equal(tensor, resumed["model"][name]), name
 
 
-def test_preempted_training_exits_with_its_own_code_and_message(train_spec, tmp_path, monkeypatch, capsys):
-    interrupt_at_step(monkeypatch, 2, how="sigterm")
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGUSR1"])  # SIGUSR1: what the slurm profile asks for before the time limit
+def test_preempted_training_exits_with_its_own_code_and_message(train_spec, tmp_path, monkeypatch, capsys, how):
+    interrupt_at_step(monkeypatch, 2, how=how)
     status = cli(["train", "--spec", json.dumps(train_spec), "--out", str(tmp_path / "run"), "--no-progress"])
     assert status == PREEMPTED_EXIT
-    assert "stopped by SIGTERM" in capsys.readouterr().err and (tmp_path / "run" / CHECKPOINT).exists()
+    assert f"stopped by {how} in epoch 1 after batch 2" in capsys.readouterr().err
+    assert torch.load(tmp_path / "run" / CHECKPOINT, weights_only=True)["partial"][0]["batches"] == 2
 
 
 # ----------------------------------------------------------------- degenerate runs
@@ -147,11 +149,13 @@ def test_empty_training_list_stops_before_training(train_spec, tmp_path):
     assert not (tmp_path / "run" / FINAL).exists()
 
 
-def test_exploding_loss_fails_the_run_or_flags_it(train_spec, tmp_path):
-    train_spec["train"]["lr"] = 1.0e6
-    with pytest.raises(trainer.TrainingError, match=r"diverged at epoch 1: mean training loss .* chance level"):
-        trainer.train(train_spec, tmp_path / "failed", progress=False)
-    assert not (tmp_path / "failed" / FINAL).exists()
+@pytest.mark.parametrize("epochs", [1, 2])  # 1: the divergence is in the last epoch, so a rerun trains nothing
+def test_exploding_loss_fails_the_run_or_flags_it(train_spec, tmp_path, epochs):
+    train_spec["train"].update(lr=1.0e6, epochs=epochs)
+    for attempt in range(2):  # a rerun (Snakemake's, the slurm profile's retries) fails again, from the checkpoint
+        with pytest.raises(trainer.TrainingError, match=r"diverged at epoch 1: mean training loss .* chance level"):
+            trainer.train(train_spec, tmp_path / "failed", progress=False)
+        assert not (tmp_path / "failed" / FINAL).exists()
     train_spec["train"]["on_divergence"] = "flag"
     trainer.train(train_spec, tmp_path / "flagged", progress=False)
     assert evaluate(tmp_path / "flagged", progress=False)["status"].startswith("diverged: epoch 1")
@@ -192,8 +196,24 @@ def test_truncated_checkpoint_is_named_moved_aside_and_the_rerun_completes(train
     (run / CHECKPOINT).write_bytes(data[:len(data) // 2])
     trainer.train(train_spec, run, progress=False)
     err = capsys.readouterr().err
-    assert f"{run / CHECKPOINT}: cannot read it" in err and "moved it to checkpoint.pt.corrupt" in err
+    assert f"{run / CHECKPOINT}: cannot read it" in err
+    assert "moved it to checkpoint.pt.corrupt, no older checkpoint: training starts over" in err
     assert (run / FINAL).exists() and (run / "checkpoint.pt.corrupt").exists()
+
+
+def test_a_truncated_checkpoint_resumes_from_the_previous_one(train_spec, tmp_path, monkeypatch, capsys):
+    train_spec["train"]["epochs"] = 3
+    once = trainer.train(train_spec, tmp_path / "once", progress=False)
+    run = tmp_path / "run"
+    interrupt_at_step(monkeypatch, 11)  # in epoch 3: checkpoints of epochs 2 (current) and 1 (previous)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train(train_spec, run, progress=False)
+    monkeypatch.undo()
+    (run / CHECKPOINT).write_bytes((run / CHECKPOINT).read_bytes()[:100])
+    resumed = trainer.train(train_spec, run, progress=False)
+    err = capsys.readouterr().err
+    assert "resuming from checkpoint.prev.pt" in err and f"resuming {run} from the end of epoch 1" in err
+    assert all(torch.equal(tensor, resumed["model"][name]) for name, tensor in once["model"].items())
 
 
 def test_disk_full_is_one_message_naming_the_file_and_leaves_nothing(tmp_path, monkeypatch, capsys):

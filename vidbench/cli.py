@@ -57,14 +57,22 @@ def main(argv: list[str] | None = None) -> int:
     try:
         status = args.handler(args)
         return status if isinstance(status, int) else 0
-    except (HarnessError, KeyboardInterrupt, BrokenPipeError) as err:
+    except (HarnessError, KeyboardInterrupt, OSError) as err:
         if args.debug:
             raise
         if isinstance(err, BrokenPipeError):  # output piped into `head`: nothing more to say
             return 1
-        print(f"vidbench {args.command}: " + ("interrupted" if isinstance(err, KeyboardInterrupt) else f"error: {err}"),
-              file=sys.stderr)
-        return err.exit_code if isinstance(err, HarnessError) else 130
+        print(f"vidbench {args.command}: {describe(err)}", file=sys.stderr)
+        return err.exit_code if isinstance(err, HarnessError) else 130 if isinstance(err, KeyboardInterrupt) else 1
+
+
+def describe(err: BaseException) -> str:
+    """One line for an error that ends a command: what went wrong and, for a file system error, the path."""
+    if isinstance(err, KeyboardInterrupt):
+        return "interrupted"
+    if isinstance(err, OSError) and err.filename is not None:
+        return f"error: {err.filename}: {err.strerror}"
+    return f"error: {err}"
 
 
 if __name__ == "__main__":

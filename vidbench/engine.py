@@ -84,8 +84,18 @@ def load_spec(run_dir) -> dict:
                          expected="a run directory written by `vidbench train`") from None
     except json.JSONDecodeError as err:
         raise InputError(path, f"malformed JSON: {err.msg}", line=err.lineno) from None
-    if not isinstance(spec, dict) or not {"train", "data", "model", "method"} <= set(spec):
-        raise InputError(path, "not a run spec", expected="the spec.json `vidbench train` writes")
+    return checked_spec(spec, path)
+
+
+SPEC_KEYS = ("dataset", "method", "point", "backbone", "seed", "data", "model", "train", "eval")
+
+
+def checked_spec(spec, source) -> dict:
+    """`spec` when it is a resolved run spec, else an InputError naming `source` and the missing keys."""
+    missing = [key for key in SPEC_KEYS if key not in spec] if isinstance(spec, dict) else list(SPEC_KEYS)
+    if missing:
+        raise InputError(source, f"not a resolved run spec: no {', '.join(missing)}",
+                         expected="the spec.json `vidbench train` writes (keys " + ", ".join(SPEC_KEYS) + ")")
     return spec
 
 
@@ -93,9 +103,10 @@ def spec_from_args(args) -> dict:
     """A run spec from `--spec JSON`, or resolved from `--config` and the run's coordinates."""
     if args.spec:
         try:
-            return json.loads(args.spec)
+            spec = json.loads(args.spec)
         except json.JSONDecodeError as err:
             raise InputError("--spec", f"malformed JSON: {err.msg} at character {err.pos}") from None
+        return checked_spec(spec, "--spec")
     missing = [f"--{name}" for name in ("dataset", "method") if getattr(args, name) is None]
     if missing:
         raise InputError(" and ".join(missing), "required without --spec", expected="--dataset NAME --method NAME")

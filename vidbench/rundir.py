@@ -131,15 +131,17 @@ class Checkpoints:
         os.replace(written, current)
 
     def load(self, map_location="cpu") -> dict | None:
-        for path in self.files:
-            if not path.exists():
-                continue
+        """The newest readable checkpoint (an unreadable one is moved aside, saying what comes instead), or None."""
+        present = [path for path in self.files if path.exists()]
+        for i, path in enumerate(present):
             try:
                 saved = vio.load_torch(path, map_location)
             except vio.CorruptFile as err:
                 aside = path.with_name(f"{path.name}.corrupt")
                 os.replace(path, aside)
-                print(f"warning: {err}; moved it to {aside.name} and resume from an older state", file=sys.stderr)
+                instead = f"resuming from {present[i + 1].name}" if i + 1 < len(present) else \
+                    "no older checkpoint: training starts over"
+                print(f"warning: {err}; moved it to {aside.name}, {instead}", file=sys.stderr)
                 continue
             self._check(path, saved)
             return saved

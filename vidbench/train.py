@@ -183,6 +183,14 @@ def diverged(loss: float, num_classes: int, factor: float | None) -> str | None:
     return None
 
 
+def stop_if_diverged(state: dict, cfg: dict, run_dir: Path) -> None:
+    """With train.on_divergence: fail, a recorded divergence ends the run (also when a rerun resumes it)."""
+    if state["diverged"] and cfg.get("on_divergence", "fail") == "fail":
+        raise TrainingError(f"{run_dir}: training diverged at {state['diverged']}. Lower train.lr (now {cfg['lr']}) "
+                            "or set train.on_divergence: flag to keep the run as a flagged result; either change "
+                            f"needs {run_dir}/checkpoint*.pt deleted, as they hold the diverged weights")
+
+
 def check_unreadable(skipped: int, dataset_size: int, limit: float, files: dict | None = None,
                      listing: Path | None = None, shown: int = 20):
     """Stop when more than `limit` of the training videos were unreadable, naming them ({path: reason})."""
@@ -251,6 +259,7 @@ def _train(spec: dict, run_dir: Path, progress: bool, stop: StopRequest, ranks: 
             else f"the end of epoch {state['epoch']}"
         if write:
             print(f"resuming {run_dir} from {where}", file=sys.stderr)
+        stop_if_diverged(state, cfg, run_dir)
     step_model = distributed.wrap(model, ranks, device, cfg.get("sync_bn", True))
     classes = num_classes(spec["data"]["prepared"])
     every = cfg.get("eval_every", 0)
@@ -283,9 +292,11 @@ def _train(spec: dict, run_dir: Path, progress: bool, stop: StopRequest, ranks: 
                             f"after batch {totals['batches']}; checkpoint written to {run_dir / CHECKPOINT}: rerun to "
                             "continue from there")
         finish_epoch(state, merge_totals(distributed.gather(ranks, totals)), epoch, lr)
+        reason = diverged(state["history"][-1]["loss"], classes, cfg.get("divergence_factor"))
+        state["diverged"] = state["diverged"] or (reason and f"epoch {epoch + 1}: {reason}")
         if val_loader is not None and ((epoch + 1) % every == 0 or epoch + 1 == cfg["epochs"]):
             record_validation(state, validate(model, val_loader, device), model, run_dir / BEST)
-        save()
+        save()  # with the divergence recorded: a rerun of a failed run fails again instead of going on
         if write:
             write_log(run_dir / LOG, state["history"])
             print(f"epoch {epoch + 1}/{cfg['epochs']}: " + ", ".join(f"{k} {v}" for k, v in state["history"][-1].items()
@@ -295,11 +306,7 @@ def _train(spec: dict, run_dir: Path, progress: bool, stop: StopRequest, ranks: 
         # after the checkpoint: stopping here loses nothing already trained
         check_unreadable(totals["skipped"], len(loader.dataset), cfg.get("max_unreadable", 0.01),
                          totals["unreadable"], run_dir / UNREADABLE)
-        reason = diverged(state["history"][-1]["loss"], classes, cfg.get("divergence_factor"))
-        if reason and cfg.get("on_divergence", "fail") == "fail":
-            raise TrainingError(f"{run_dir}: training diverged at epoch {epoch + 1}: {reason}. Lower train.lr "
-                                f"(now {cfg['lr']}) or set train.on_divergence: flag to keep the run as a flagged result")
-        state["diverged"] = state["diverged"] or (reason and f"epoch {epoch + 1}: {reason}")
+        stop_if_diverged(state, cfg, run_dir)
         if any(distributed.gather(ranks, bool(stop.signal))) and epoch + 1 < cfg["epochs"]:
             raise Preempted(f"{run_dir}: stopped by {stop.signal} after epoch {epoch + 1}; checkpoint written to "
                             f"{run_dir / CHECKPOINT}: rerun to continue from there")
