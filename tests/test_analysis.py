@@ -333,6 +333,21 @@ def test_error_bars_only_where_seeds_give_an_interval():
     plt.close(fig)
 
 
+def test_the_pareto_plot_draws_the_error_bars(tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
+
+    rows = [("tsn", 0, 10.0), ("tsn", 1, 14.0), ("adafuse", 0, 40.0)]
+    summary = pd.DataFrame([{"dataset": "d", "method": m, "point": "default", "trained_point": "default",
+                             "backbone": "resnet_tiny", "seed": s, "gflops": 1.0, "top1": a, "title": m,
+                             "params_m": 0.1, "status": "ok"} for m, s, a in rows])
+    drawn, save = [], Figure.savefig
+    monkeypatch.setattr(Figure, "savefig", lambda fig, *args, **kw: (drawn.append(fig), save(fig, *args, **kw))[1])
+    plots.plot_dataset(summary, "d", tmp_path)
+    bars = [c for c in drawn[0].axes[0].containers if type(c).__name__ == "ErrorbarContainer"]
+    assert len(bars) == 1 and bars[0].lines[2][1].get_segments()[0][:, 1] == pytest.approx([12 - 25.412, 12 + 25.412],
+                                                                                            abs=1e-2)
+
+
 def test_tables_show_the_final_figure_unless_the_best_is_asked_for(tmp_path):
     summary = pd.DataFrame([{"dataset": "synth-sthv1", "method": "tsn", "point": "default", "backbone": "resnet_tiny",
                              "seed": 0, "top1": 40.0, "top1_best": 55.0, "gflops": 1.0}])

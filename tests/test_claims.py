@@ -1,4 +1,5 @@
 """analysis.claims: verdicts from a hand-made summary, the claims file's checks, the project's claims."""
+import math
 from types import SimpleNamespace
 
 import pandas as pd
@@ -134,3 +135,14 @@ def test_aggregate_carries_status(tmp_path):
     run.write_text(pd.Series({**base, "status": 3}).to_json())
     with pytest.raises(InputError, match="metrics.json: status is 3"):
         aggregate.collect([run])
+
+
+def test_aggregate_carries_the_best_epoch(tmp_path):
+    run = tmp_path / "metrics.json"
+    base = {"run": {"dataset": "d", "method": "m", "point": "p", "backbone": "b", "seed": 0}, "top1": 40.0, "gflops": 1}
+    run.write_text(pd.Series({**base, "best": {"epoch": 3, "top1": 55.5, "note": "..."}}).to_json())
+    [row] = aggregate.collect([run])
+    assert (row["top1"], row["top1_best"], row["best_epoch"]) == (40.0, 55.5, 3)
+    run.write_text(pd.Series({**base, "best": None}).to_json())      # trained without validation
+    [row] = aggregate.collect([run])
+    assert row["best_epoch"] is None and math.isnan(row["top1_best"])

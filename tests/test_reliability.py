@@ -147,6 +147,9 @@ def test_empty_training_list_stops_before_training(train_spec, tmp_path):
     with pytest.raises(InputError, match=re.escape(str(prepared / "train.csv")) + ": no training video"):
         trainer.train(train_spec, tmp_path / "run", progress=False)
     assert not (tmp_path / "run" / FINAL).exists()
+    # the workflow's job (train, then evaluate): no metrics.json, so no summary row
+    assert cli(["train", "--spec", json.dumps(train_spec), "--out", str(tmp_path / "run"), "--evaluate"]) == 2
+    assert not (tmp_path / "run" / "metrics.json").exists()
 
 
 @pytest.mark.parametrize("epochs", [1, 2])  # 1: the divergence is in the last epoch, so a rerun trains nothing
