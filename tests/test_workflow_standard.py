@@ -140,6 +140,23 @@ def test_broken_manifest_stops_only_the_runs_that_select_it(methods_copy, caplog
         cfg.validate_config({**config, "methods": ["tsn", "cgnet"]}, methods=found)
 
 
+def test_misspelt_manifest_key_is_one_message_with_a_suggestion_and_only_stops_its_runs(methods_copy, tmp_path):
+    manifest = methods_copy / "cgnet" / "method.yaml"
+    text = manifest.read_text()
+    manifest.write_text(text.replace("title: CGNet\n", "titel: CGNet\n"))
+    line = text.splitlines().index("title: CGNet") + 1
+    selects = config_file(tmp_path, methods=["tsn", "cgnet"])
+    result = snakemake("-n", "--configfile", str(TEST_CONFIG), str(selects), methods=methods_copy)
+    mentions = [text for text in result.stderr.splitlines() if "method.yaml" in text]
+    assert result.returncode != 0 and len(mentions) == 1 and "Traceback" not in result.stderr
+    assert f"{manifest}:{line}: unknown manifest key 'titel'" in mentions[0] and "did you mean 'title'" in mentions[0]
+    others = config_file(tmp_path, "others.yaml", methods=["tsn", "tsm"])
+    result = snakemake("-n", "--quiet", "rules", "--configfile", str(TEST_CONFIG), str(others), methods=methods_copy)
+    assert planned(result)["train"] > 0
+    assert [text for text in result.stderr.splitlines() if "method.yaml" in text] == [
+        "vidbench: method 'cgnet' left out: " + mentions[0].split("config error: ", 1)[1]]
+
+
 def test_bad_option_value_stops_with_the_file_and_line_that_set_it(tmp_path):
     config = yaml.safe_load(TEST_CONFIG.read_text())
     config["datasets"]["synth-sthv1"]["methods"] = {"adafuse": {"eval_sampling": "argmx"}}

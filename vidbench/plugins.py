@@ -183,16 +183,16 @@ def _manifests(root: Path):
 _warned: set[str] = set()
 
 
-def discover(root: Path | None = None) -> dict[str, Method]:
-    """The methods whose manifest is valid; a broken one is left out with a warning (once per process):
-    only a run that selects it stops (`broken_methods`)."""
+def discover(root: Path | None = None, warn: bool = True) -> dict[str, Method]:
+    """The methods whose manifest is valid; a broken one is left out, with a warning (once per process)
+    when `warn`: only a run that selects it stops (`broken_methods`)."""
     root = Path(root) if root else methods_dir()
     found = {}
     for path in _manifests(root):
         try:
             found[path.name] = load_manifest(path)
         except InputError as err:
-            if str(err) not in _warned:
+            if warn and str(err) not in _warned:
                 _warned.add(str(err))
                 log.warning("vidbench: method %r left out: %s", path.name, err)
     return found

@@ -16,7 +16,7 @@ sys.path.insert(0, ROOT)
 from vidbench.config import (all_runs, backbones, frames_dir, prepared_dir, requirements, resolve_run, run_dir,
                              synthetic_pretrained, validate_config)
 from vidbench.errors import InputError
-from vidbench.plugins import discover
+from vidbench.plugins import broken_methods, discover
 from vidbench.sources import ConfigSources
 from analysis.tables import table_names
 
@@ -30,12 +30,16 @@ if workflow.overwrite_configfiles:
 
 # Our own check first: one message naming the file and line (or the --config option) that set a bad
 # value, with a close match for a misspelt name, and no traceback; then Snakemake's own validation.
+# A broken method.yaml stops the plan only when the config selects that method (one message, its file and
+# line); otherwise the method is left out with one warning.
 try:
-    METHODS = discover()  # every directory under methods/ (or $VIDBENCH_METHODS) with a valid method.yaml
+    METHODS = discover(warn=False)  # every directory under methods/ (or $VIDBENCH_METHODS) with a valid method.yaml
     validate_config(config, ConfigSources.from_files(CONFIG_FILES, workflow.config_settings.config), methods=METHODS)
 except InputError as err:
     print(f"vidbench: config error: {err}", file=sys.stderr)
     sys.exit(1)
+for name, err in broken_methods().items():
+    print(f"vidbench: method {name!r} left out: {err}", file=sys.stderr)
 validate(config, "../schema/config.schema.yaml", set_default=False)
 
 RESULTS = config["results"]
