@@ -95,9 +95,19 @@ def run_of(wc):
     return (wc.dataset, wc.method, wc.point, wc.backbone, int(wc.seed))
 
 
-def spec_json(wc):
-    """The resolved run spec: a params value, so a config change re-runs the affected jobs."""
-    return json.dumps(resolve_run(config, *run_of(wc), methods=METHODS), sort_keys=True)
+def spec_json(wc, input, output):
+    """The resolved run spec (a params value, so a config change re-runs the affected jobs), with the paths
+    of the files it reads and writes taken from the job's own inputs and outputs (where a storage plugin
+    places them)."""
+    spec = resolve_run(config, *run_of(wc), methods=METHODS)
+    spec["data"]["prepared"] = os.path.dirname(input.prepared)
+    if "pretrained" in input.keys():
+        spec["model"]["pretrained"] = input.pretrained
+    if spec["requires"]:
+        spec["requires"] = {name: input[f"requires_{name}"] for name in spec["requires"]}
+        spec["model"]["requires"] = dict(spec["requires"])
+    spec["run_dir"] = os.path.dirname(output.model)
+    return json.dumps(spec, sort_keys=True)
 
 
 def metrics_path(run):
@@ -137,9 +147,10 @@ def dataset_format(wc):
     return config["datasets"][wc.dataset]["format"]
 
 
-def raw_root(wc):
+def raw_root(wc, input):
+    """A real dataset's root (outside the workflow), or the folder of the synthetic one the job reads."""
     entry = config["datasets"][wc.dataset]
-    return entry["root"] if "root" in entry else f"{DATA}/raw/{wc.dataset}"
+    return entry["root"] if "root" in entry else os.path.dirname(input[0])
 
 
 def prepare_input(wc):
