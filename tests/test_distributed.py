@@ -141,11 +141,18 @@ def test_interrupted_two_process_run_resumes_to_the_same_weights(long_run, tmp_p
     assert [row["loss"] for row in resumed["history"]] == [row["loss"] for row in uninterrupted["history"]]
 
 
-def test_bf16_trains_with_a_finite_loss(train_spec, tmp_path):
-    train_spec["train"].update(amp="bf16", epochs=1)
-    result = trainer.train(train_spec, tmp_path / "run", progress=False)
+def test_bf16_trains_with_a_finite_loss_and_counts_the_same_flops(train_spec, tmp_path):
+    from vidbench.evaluate import evaluate
+
+    train_spec["train"]["epochs"] = 1
+    full = trainer.train(train_spec, tmp_path / "fp32", progress=False)
+    train_spec["train"]["amp"] = "bf16"
+    result = trainer.train(train_spec, tmp_path / "bf16", progress=False)
     assert result["amp"] == "bf16" and torch.isfinite(torch.tensor(result["history"][0]["loss"]))
-    assert result["history"][0]["gflops"] > 0
+    assert result["history"][0]["gflops"] == full["history"][0]["gflops"] > 0   # precision changes no FLOP count
+    metrics = {amp: evaluate(tmp_path / amp, progress=False) for amp in ("fp32", "bf16")}
+    assert metrics["bf16"]["training"] == {"amp": "bf16", "processes": 1}
+    assert metrics["fp32"]["training"]["amp"] == "off" and metrics["bf16"]["gflops"] == metrics["fp32"]["gflops"]
 
 
 def test_fp16_resume_restores_the_gradient_scaler(train_spec, tmp_path, monkeypatch):

@@ -49,3 +49,16 @@ def test_runs_resolve_synthetic_to_the_pretrain_rule_output(tmp_path):
     scratch = cfg.resolve_run({**config, "model": {**config["model"], "pretrained": None}}, "synth-jester", "tsm",
                               "default", "resnet_tiny", 0)
     assert "pretrain" not in scratch and scratch["model"]["pretrained"] is None
+
+
+def test_training_from_a_missing_synthetic_backbone_says_how_to_make_it(tmp_path, capsys):
+    full = yaml.safe_load(DEFAULT.read_text())
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({**full, "data_dir": str(tmp_path / "data")}))
+    args = ["train", "--config", str(path), "--dataset", "synth-jester", "--method", "tsn", "--out", str(tmp_path / "run")]
+    assert main(args) == 2
+    weights = tmp_path / "data" / "pretrained" / "resnet_tiny-synthetic.pth"
+    assert capsys.readouterr().err.strip() == (
+        f"vidbench train: error: {weights}: the synthetically pretrained backbone is missing (expected "
+        f"`vidbench pretrain --backbone resnet_tiny --out {weights} --images 6000 --steps 300` first "
+        "(the workflow's pretrain rule runs it))")

@@ -57,6 +57,17 @@ def build_model(spec: dict, costs: dict | None = None):
     return model.to(memory_format=torch.channels_last)
 
 
+def require_pretraining(spec: dict) -> None:
+    """A run from the synthetic backbone (its spec has a `pretrain` section) needs `vidbench pretrain` first."""
+    path = spec["model"].get("pretrained")
+    if "pretrain" in spec and isinstance(path, str) and not Path(path).is_file():
+        settings = spec["pretrain"]
+        raise InputError(path, "the synthetically pretrained backbone is missing",
+                         expected=f"`vidbench pretrain --backbone {spec['backbone']} --out {path} "
+                                  f"--images {settings['images']} --steps {settings['steps']}` first (the "
+                                  "workflow's pretrain rule runs it)")
+
+
 def make_loader(spec: dict, split: str, train: bool, batch_size: int, ranks: Ranks = Ranks()):
     """A split's loader; `ranks`: this process's share of each batch in a multi-process run."""
     data = spec["data"]

@@ -35,7 +35,7 @@ from vidbench.data.dataset import num_classes
 from vidbench.devices import claim_for
 from vidbench.distributed import Ranks
 from vidbench.engine import (SPEC_FILE, add_spec_arguments, build_model, device_of, keep_freed_memory, make_loader,
-                             seed_everything, spec_from_args)
+                             require_pretraining, seed_everything, spec_from_args)
 from vidbench.errors import HarnessError, InputError
 from vidbench.flops import count_params
 from vidbench.metrics import accuracy
@@ -238,6 +238,7 @@ def _train(spec: dict, run_dir: Path, progress: bool, stop: StopRequest, ranks: 
     checkpoints = Checkpoints(run_dir, fingerprint(spec))
     saved = checkpoints.load(map_location=device)  # before anything is written: a mismatch mixes nothing
     seed_everything(spec["seed"])
+    require_pretraining(spec)
     model = build_model(spec).to(device)
     optimizer = make_optimizer(model, cfg)
     precision = Precision(cfg.get("amp", "off"), device)
