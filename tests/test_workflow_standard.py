@@ -107,6 +107,10 @@ def test_bad_value_in_the_second_config_file_names_that_file_and_line(tmp_path):
         merged = yaml.safe_load(TEST_CONFIG.read_text())
         merged["train"].update(yaml.safe_load(second.read_text())["train"])
         cfg.validate_config(merged, cfg.ConfigSources.from_files([TEST_CONFIG, second]))
+    result = snakemake("-n", "--configfile", str(TEST_CONFIG), str(second))   # the same through the workflow
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert (f"vidbench: config error: {second}:4: 'adamm' is not allowed at train.optimizer; did you mean 'adam'?"
+            in result.stderr)
 
 
 @pytest.fixture
