@@ -14,7 +14,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-STAGE=${MUTATION_DIR:-$ROOT/build/mutation}
+STAGE=$(realpath -m "${MUTATION_DIR:-$ROOT/build/mutation}")  # absolute: the run works inside it
 BIN=$ROOT/.venv/bin
 [[ "${MUTATION_FRESH:-0}" == 1 ]] && rm -rf "$STAGE"
 mkdir -p "$STAGE"
