@@ -92,9 +92,13 @@ class Optimizer:
         for group, saved_group in zip(self.param_groups, saved["param_groups"]):
             group.update({key: value for key, value in saved_group.items() if key in group and key != "params"})
         params = list(self._params())
-        self.state = {params[int(i)]: {key: value.to(params[int(i)].device) if torch.is_tensor(value) and key != "step"
-                                       else value for key, value in state.items()}
-                      for i, state in saved["state"].items()}
+        self.state = {params[int(i)]: _beside(params[int(i)], state) for i, state in saved["state"].items()}
+
+
+def _beside(param: torch.Tensor, state: dict) -> dict:
+    """A parameter's saved state with its buffers on the parameter's device (the step count stays on the CPU)."""
+    return {key: value.to(param.device) if torch.is_tensor(value) and key != "step" else value
+            for key, value in state.items()}
 
 
 def step_lr(optimizer: Optimizer, base_lr: float, epoch: int, milestones, gamma: float) -> None:
