@@ -52,11 +52,12 @@ if [[ "${MUTATION_SURVIVORS:-0}" == 1 ]]; then
     run survivors "${names[@]}"
 elif [[ -n "${MUTATION_SAMPLE:-}" ]]; then
     # MUTATION_SAMPLE=N: N mutants a module, drawn with a fixed seed (a full run takes many hours on 2 cores).
-    # The first run generates every mutant and maps tests to functions (and tries the first module's mutants).
+    # The first run generates every mutant and maps tests to functions (and tries the first mutant of each
+    # function of the first module: mutmut needs a name that matches)
     first=${MUTATION_ONLY:-vidbench/metrics.py}
     first=${first%% *}
     first=${first%.py}
-    run first "${first//\//.}.*"
+    run first "${first//\//.}.*__mutmut_1"
     # ... and every mutant that survived an earlier run again (tests may have been added since)
     mapfile -t names < <("$BIN/python" "$ROOT/benchmarks/mutation_score.py" "$STAGE/mutants" --sample "$MUTATION_SAMPLE";
                          "$BIN/python" "$ROOT/benchmarks/mutation_score.py" "$STAGE/mutants" --survivors)
