@@ -103,9 +103,10 @@ def test_policy_sparse_path_matches_masked_and_runs_only_eq5_work(backbone, size
     assert realized_macs == pytest.approx(masked_macs - hooked + policy_work(model), rel=1e-9)
 
 
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])  # NHWC: as the engine runs
 @pytest.mark.parametrize("method, cfg", POLICIES[3:] + [("threshold", {"keep_ratio": 0.5})])
-def test_policy_sparse_path_with_batched_calls_matches_masked(method, cfg, conv_macs):
-    model = build(method, "resnet18", size=64, frames=8, **cfg)
+def test_policy_sparse_path_with_batched_calls_matches_masked(method, cfg, memory_format, conv_macs):
+    model = build(method, "resnet18", size=64, frames=8, **cfg).to(memory_format=memory_format)
     masked, masked_macs, realized, realized_macs = both_paths(model, clips(2, frames=8, size=64), conv_macs)
     same_logits(masked, realized)
     assert torch.equal(realized.flops, masked.flops)
@@ -142,8 +143,9 @@ def test_cgnet_sparse_path_skips_the_rest_of_closed_channels(conv_macs):
     assert realized_macs == pytest.approx(masked_macs - rest)
 
 
-def test_cgnet_sparse_path_matches_masked_with_learned_gates(conv_macs):
-    model = build("cgnet")
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_cgnet_sparse_path_matches_masked_with_learned_gates(memory_format, conv_macs):
+    model = build("cgnet").to(memory_format=memory_format)
     for _, gate in model.gates:
         gate.theta.data.normal_(1.0, 1.0)      # some channels closed over a whole frame, some partly open
     masked, masked_macs, realized, realized_macs = both_paths(model, clips(2), conv_macs)
