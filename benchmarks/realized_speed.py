@@ -82,7 +82,8 @@ def build(method: str, backbone: str, **cfg):
     model = spec.build({**spec.defaults, **cfg}, backbone=backbone, num_classes=CLASSES, num_segments=FRAMES)
     if (method, backbone) not in COSTS:
         COSTS[method, backbone] = attach(model, (FRAMES, 3, SIZE, SIZE)).costs
-    return attach_costs(model, COSTS[method, backbone]).eval()
+    # channels-last, as the engine builds every model it trains, evaluates and measures
+    return attach_costs(model, COSTS[method, backbone]).eval().to(memory_format=torch.channels_last)
 
 
 def adafuse(backbone: str, per_block: list[tuple[list[float], float]] | None = None, mix=None, static=0.0):

@@ -125,13 +125,15 @@ def test_split_work_batches_channels_needed_in_most_frames():
     assert batched.tolist() == [0] and per_frame[0].tolist() == [1]
 
 
-def test_folded_conv_bn_is_refolded_when_weights_change():
+def test_sparse_weights_are_refolded_when_weights_change():
     model = build("random", distribution=[0.0, 0.0, 1.0])
     hook, block = model.hooks()[0], model.backbone.layer1[0]
-    first = hook.folded.get(block.conv1, block.bn1)[0].clone()
+    first = [w.clone() for w in hook.weights.get(block.conv1, block.bn1, block.conv2)]
     with torch.no_grad():
         block.conv1.weight.mul_(2)
-    assert torch.allclose(hook.folded.get(block.conv1, block.bn1)[0], 2 * first)
+        block.conv2.weight.mul_(3)
+    conv1_weight, _, conv2_weight = hook.weights.get(block.conv1, block.bn1, block.conv2)
+    assert torch.allclose(conv1_weight, 2 * first[0]) and torch.allclose(conv2_weight, 3 * first[2])
 
 
 def test_cgnet_sparse_path_skips_the_rest_of_closed_channels(conv_macs):

@@ -31,7 +31,7 @@ from torch import nn
 
 from vidbench.backbones import PassPolicy, PlainConv, ResNet
 from vidbench.model import FrameClassifier, VideoOutput
-from vidbench.sparse import FoldedCache, Realizable, conv_inputs, conv_outputs
+from vidbench.sparse import Realizable, SparseWeights, conv_inputs, conv_outputs
 
 SKIP, REUSE, KEEP = 0, 1, 2
 ACTIONS = ("skip", "reuse", "keep")
@@ -111,7 +111,7 @@ class PolicyHook(PassPolicy, Realizable):
         self.conv2_name = ""
         self.channels = 0                      # conv1 output channels of the block
         self.actions: torch.Tensor | None = None
-        self.folded = FoldedCache()            # conv1 with bn1 folded in, for the sparse path
+        self.weights = SparseWeights()         # what the sparse path reads of conv1, bn1 and conv2
 
     def decide(self, out: torch.Tensor, branch: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -124,6 +124,8 @@ class PolicyHook(PassPolicy, Realizable):
     def run(self, block, branch):
         if self.training or not self.sparse:
             return super().run(block, branch)
+        channels_last = branch.is_contiguous(memory_format=torch.channels_last) and not branch.is_contiguous()
+        branch = branch.contiguous()        # the calls gather channels: NCHW (SparseWeights), returned as it came
         dense_conv1 = self.needs_output or not isinstance(block.gate, PlainConv)
         out = block.relu(block.bn1(block.gate(block.conv1, branch))) if dense_conv1 else None
         actions = self.decide(out, branch)
@@ -132,13 +134,14 @@ class PolicyHook(PassPolicy, Realizable):
         size = conv_size(block.conv1, branch.shape[2:])
         source = branch.new_empty(rows.numel() + 1, *size)          # conv1's outputs, then a row of zeros
         source[-1] = 0
+        conv1_weight, conv1_bias, conv2_weight = self.weights.get(block.conv1, block.bn1, block.conv2)
         if out is None:
-            weight, bias = self.folded.get(block.conv1, block.bn1)
-            conv_outputs(branch, weight, bias, block.conv1, computed, source[:-1].view(-1, block.width, *size),
-                         relu=True)
+            conv_outputs(branch, conv1_weight, conv1_bias, block.conv1, computed,
+                         source[:-1].view(-1, block.width, *size), relu=True)
         else:
             source[:-1] = out.reshape(-1, *size)
-        return conv_inputs(source, rows, block.conv2, read)
+        out = conv_inputs(source, rows, block.conv2, read, conv2_weight)
+        return out.contiguous(memory_format=torch.channels_last) if channels_last else out
 
 
 def install_policies(model_or_backbone, make_hook: Callable[[str, nn.Module], PolicyHook],

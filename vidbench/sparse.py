@@ -97,10 +97,13 @@ def conv_outputs(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
     return out
 
 
-def conv_inputs(source: torch.Tensor, rows: torch.Tensor, conv: nn.Conv2d, mask: torch.Tensor) -> torch.Tensor:
-    """[N*T, C_out, H', W']: conv over the input channels each frame reads (mask [N, T, C]), the input of
-    frame f and channel c being row rows[f, c] of `source` [R, H, W] (which holds a row of zeros for the
-    entries the all-frames call covers but a frame does not read); computed by the calls of `split_work`."""
+def conv_inputs(source: torch.Tensor, rows: torch.Tensor, conv: nn.Conv2d, mask: torch.Tensor,
+                weight: torch.Tensor | None = None) -> torch.Tensor:
+    """[N*T, C_out, H', W']: conv (with `weight`, by default its own) over the input channels each frame
+    reads (mask [N, T, C]), the input of frame f and channel c being row rows[f, c] of `source` [R, H, W]
+    (which holds a row of zeros for the entries the all-frames call covers but a frame does not read);
+    computed by the calls of `split_work`."""
+    weight = conv.weight if weight is None else weight
     videos, frames = mask.shape[:2]
     size = _output_size(conv, source.shape[1:])
     out = []
@@ -109,14 +112,13 @@ def conv_inputs(source: torch.Tensor, rows: torch.Tensor, conv: nn.Conv2d, mask:
         batched, per_frame = split_work(mask[v], size[0] * size[1])
         if len(batched):
             picked = source.index_select(0, rows[first:first + frames, batched].flatten())
-            video = _conv(picked.view(frames, len(batched), *source.shape[1:]), _take(conv.weight, 1, batched),
-                          None, conv)
+            video = _conv(picked.view(frames, len(batched), *source.shape[1:]), _take(weight, 1, batched), None, conv)
         else:
             video = source.new_zeros(frames, conv.out_channels, *size)
         for t, channels in enumerate(per_frame):
             if len(channels):
                 picked = source.index_select(0, rows[first + t, channels])[None]
-                video[t] += _conv(picked, _take(conv.weight, 1, channels), None, conv)[0]
+                video[t] += _conv(picked, _take(weight, 1, channels), None, conv)[0]
         out.append(video)
     return out[0] if videos == 1 else torch.cat(out)
 
@@ -132,17 +134,20 @@ def fold_batch_norm(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> tuple[torch.Tensor, 
     return conv.weight * scale.view(-1, 1, 1, 1), bn.bias - bn.running_mean * scale
 
 
-class FoldedCache:
-    """conv+BN folded once and kept while none of their tensors changes (a version counter moves when a
-    tensor is modified in place: an optimizer step, load_state_dict)."""
+class SparseWeights:
+    """The weights a policy block's sparse calls read: conv1 with bn1 folded in, and conv2's, NCHW-contiguous
+    (in a channels-last model too: the calls gather channels, and NCHW calls on gathered channels run
+    faster on the CPU than channels-last ones). Computed once and kept while none of their tensors changes
+    (a version counter moves when a tensor is modified in place: an optimizer step, load_state_dict)."""
 
     def __init__(self):
         self.key, self.value = None, None
 
-    def get(self, conv: nn.Conv2d, bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
-        tensors = (conv.weight, bn.weight, bn.bias, bn.running_mean, bn.running_var)
+    def get(self, conv1: nn.Conv2d, bn: nn.BatchNorm2d, conv2: nn.Conv2d) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        tensors = (conv1.weight, bn.weight, bn.bias, bn.running_mean, bn.running_var, conv2.weight)
         key = tuple((t.data_ptr(), t._version) for t in tensors)
         if key != self.key:
             with torch.no_grad():
-                self.key, self.value = key, fold_batch_norm(conv, bn)
+                weight, bias = fold_batch_norm(conv1, bn)
+                self.key, self.value = key, (weight.contiguous(), bias, conv2.weight.contiguous())
         return self.value
