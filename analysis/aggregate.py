@@ -141,7 +141,7 @@ def rows_of(file) -> list[dict]:
         for key in EVAL_POINT_FIELDS:
             if key in entry:
                 row[key] = _number(file, f"eval_points[{i}].{key}", entry[key]) if key != "num_videos" else entry[key]
-        row.update(timing.get("points", {}).get(row["point"], {}))
+        row.update(timing.get("points", {}).get(str(entry["point"]), {}))   # latency.json: the unprefixed label
         extra = {}
         _flatten("", {k: v for k, v in entry.items() if k not in ("point", *EVAL_POINT_FIELDS)}, extra)
         row.update({(f"stats_{k}" if k in COLUMNS else k): v for k, v in extra.items()})

@@ -13,7 +13,7 @@ from vidbench.errors import InputError
 
 
 def fake_metrics(root, dataset, method, point="default", backbone="resnet_tiny", seed=0, *, top1=30.0,
-                 gflops=1.0, paper_label=None, stats=None, eval_points=None, model=None):
+                 gflops=1.0, paper_label=None, stats=None, eval_points=None, model=None, frames=None):
     run_dir = root / "runs" / dataset / method / point / backbone / f"seed{seed}"
     run_dir.mkdir(parents=True, exist_ok=True)
     data = {
@@ -25,6 +25,8 @@ def fake_metrics(root, dataset, method, point="default", backbone="resnet_tiny",
     }
     if eval_points is not None:
         data["eval_points"] = eval_points
+    if frames is not None:
+        data["config"]["data"] = {"num_segments": frames}
     (run_dir / "metrics.json").write_text(json.dumps(data))
     return run_dir / "metrics.json"
 
@@ -163,7 +165,7 @@ def test_dynamic_inference_table(tmp_path):
     sweep = [{"point": "thr 0.9", "top1": 47.0, "gflops": 1.4}, {"point": "first exit", "top1": 20.0, "gflops": 0.5}]
     for seed, top1 in ((0, 40.0), (1, 44.0)):
         fake_metrics(root, "synth-sthv1", "earlyexit", seed=seed, top1=top1, gflops=1.2,
-                     paper_label="DynamicInference", eval_points=sweep)
+                     paper_label="DynamicInference", eval_points=sweep, frames=8)
     fake_metrics(root, "sthv2", "earlyexit", backbone="resnet50", top1=57.0, gflops=47.0,
                  paper_label="DynamicInference")
     fake_metrics(root, "sthv2", "earlyexit_msdnet", backbone="resnet50", top1=59.0, gflops=36.0,
@@ -181,6 +183,8 @@ def test_dynamic_inference_table(tmp_path):
     assert ee["paper_top1"] == "45.2" and ee["paper_gflops"] == "52.8" and float(ee["top1"]) == 42.0
     assert ee["run_method"] == "earlyexit" and ee["run_point"] == "default" and ee["n"] == "2"
     assert ee["run_backbone"] == "resnet_tiny" and float(ee["top5"]) == 62.0
+    assert ee["frames"] == "8" and ee["paper_frames"] == "16"   # the run's frame count beside the published
+    assert rows["TRN-Multiscale", "BNInception", "sthv1"]["paper_frames"] == ""   # not published
     ee2 = rows["DynamicInference", "ResNet50", "sthv2"]
     assert ee2["run_method"] == "earlyexit" and ee2["run_dataset"] == "sthv2" and float(ee2["top1"]) == 57.0
     msd = rows["DynamicInference", "MSDNet-38", "sthv2"]  # earlyexit_msdnet on resnet50 = MSDNet-38-like
@@ -203,6 +207,8 @@ def test_dynamic_inference_table(tmp_path):
     md = (out / "dynamic.md").read_text()
     assert "Dynamic Inference slides" in md and "resnet_tiny stands in for ResNet50 and MSDNet-38" in md
     assert "| 45.2 | 42.00 ± 2.83 [16.59, 67.41] |" in md
+    note = tables.build_table("dynamic", pd.read_csv(summary))[1]
+    assert note.splitlines()[-1] == "resnet_tiny stands in for ResNet50 and MSDNet-38."   # one sentence a line
 
     # resnet_tiny stands in for ResNet50 only in the dynamic table: table 3 keeps it to ResNet18
     t3 = pd.read_csv(out / "table3.csv", dtype=str, keep_default_na=False)
@@ -411,3 +417,22 @@ def test_realized_table_ratios_to_tsn_in_csv_md_and_tex(tmp_path):
         (tmp_path / "tables" / "realized.md").read_text()
     tex = (tmp_path / "tables" / "realized.tex").read_text()
     assert "\\toprule" in tex and "synth-sthv1 & resnet\\_tiny & ADAFUSE & default & 50.0 & 1.0000 & 8.00 & 0.50" in tex
+
+
+def test_aggregate_of_named_metrics_files_keeps_frames_points_and_timings(tmp_path):
+    sweep = [{"point": "t0.5", "top1": 50.0, "gflops": 0.6, "exit_rate": 0.7}]
+    file = fake_metrics(tmp_path, "synth-jester", "earlyexit", point="wide", eval_points=sweep, frames=8)
+    (file.parent / "latency.json").write_text(json.dumps({
+        "latency_ms": {"realized": {"median": 3.0, "p10": 2.5, "p90": 3.5}, "masked": {"median": 4.0}},
+        "throughput_vps": {"realized": {"median": 300.0}, "masked": {"median": 250.0}},
+        "eval_points": [{"point": "t0.5", "latency_ms": 1.5, "latency_masked_ms": 4.0}]}))
+    out = tmp_path / "summary.csv"
+    aggregate.run(SimpleNamespace(runs=[], metrics=[str(file)], out=str(out)))
+    frame = pd.read_csv(out, dtype={"point": str}).set_index("point")
+    assert list(frame.index) == ["wide", "wide/t0.5"]           # a point of a non-default run is prefixed
+    assert (frame["frames"] == 8).all() and (frame["metrics"] == str(file)).all()
+    assert frame.loc["wide/t0.5", "latency_ms"] == 1.5 and frame.loc["wide", "latency_p90_ms"] == 3.5
+    assert math.isnan(frame.loc["wide/t0.5", "latency_p90_ms"])  # a point's latency has no spread of its own
+    timing = aggregate.read_latency(file.parent / "latency.json")
+    assert set(timing["points"]["t0.5"]) == set(timing["run"])   # the same columns for runs and points
+    assert aggregate.excluded_note(frame.iloc[:0]) == ""
