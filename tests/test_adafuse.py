@@ -229,3 +229,13 @@ def test_gumbel_gradient_is_that_of_the_tempered_softmax():
     reference = log_probs.detach().clone().requires_grad_()
     ((reference - torch.log(-torch.log(uniform))) / 0.67).softmax(-1).mul(weights).sum().backward()
     assert torch.allclose(log_probs.grad, reference.grad, atol=1e-6)
+
+
+def test_the_argmax_eval_point_reports_the_argmax_policy_accuracy_and_flops():
+    model = build()
+    logits = torch.tensor([[0.1, 0.9, 0.0, 0.0, 0.0], [0.8, 0.1, 0.0, 0.0, 0.0]])
+    outputs = {"stats.argmax_logits": logits, "labels": torch.tensor([1, 1]),
+               "stats.argmax_flops": torch.tensor([2e9, 4e9])}
+    (point,) = model.eval_points(outputs)
+    assert point["point"] == "argmax" and point["top1"] == 50.0 and point["gflops"] == pytest.approx(3.0)
+    assert model.eval_points({"labels": torch.tensor([1])}) == []

@@ -194,9 +194,23 @@ def test_cgnet_theta_target_option_is_used():
     assert out.losses["theta"].item() == 0.0          # theta starts at the target
 
 
-def test_threshold_refuses_a_keep_ratio_of_zero():
+@pytest.mark.parametrize("ratio", [0.0, 1.5])
+def test_threshold_refuses_a_keep_ratio_outside_0_to_1(ratio):
     with pytest.raises(ValueError, match="keep_ratio"):
-        build("threshold", keep_ratio=0.0)
+        build("threshold", keep_ratio=ratio)
+
+
+def test_threshold_keeps_at_least_one_channel_and_rounds_down():
+    model = build("threshold", keep_ratio=0.01)           # 0.01 x 8 channels rounds down to 0: one is kept
+    run(model)
+    kept = [h.actions.argmax(-1).eq(2).sum(-1) for h in model.hooks()]   # [N, T] channels kept per frame
+    assert all(k.eq(1).all() for k in kept)
+
+
+def test_match_distribution_without_a_ratio_splits_skip_and_reuse_evenly():
+    module = load_model_module("random")
+    dist, reached = module.match_distribution(4000.0, 5000.0, [(1000.0, 900.0), (500.0, 700.0)], 8, (0.0, 0.0))
+    assert reached and dist[0] == pytest.approx(dist[1]) and sum(dist) == pytest.approx(1)
 
 
 def test_cgnet_gate_of_a_bottleneck_equals_its_1x1_conv1_when_open():
@@ -240,3 +254,12 @@ def test_random_matches_the_dense_cost_exactly_and_the_cheapest_reuse_only_cost(
     cheapest, reached = module.match_distribution(0.0, dense, blocks, 8, (0.0, 1.0))
     costs = [module.expected_flops((0.0, s, 1 - s), dense, blocks, 8) for s in torch.linspace(0, 1, 101).tolist()]
     assert not reached and module.expected_flops(cheapest, dense, blocks, 8) == pytest.approx(min(costs), rel=1e-3)
+
+
+def test_cgnet_thresholds_train_in_the_weights_group():
+    """As released: the 1-D gate thresholds get the weights' learning rate and weight decay, not the biases'."""
+    from vidbench.train import param_groups
+    model = build("cgnet")
+    weights, biases, _ = param_groups(model, weight_decay=5e-4, bias_lr_mult=2.0)
+    thetas = {id(gate.theta) for _, gate in model.gates}
+    assert thetas <= {id(p) for p in weights["params"]} and not thetas & {id(p) for p in biases["params"]}

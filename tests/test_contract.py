@@ -118,3 +118,11 @@ def test_train_and_eval_differ_only_where_the_method_says(plugin, tmp_path_facto
     same_stats = trained.stats.keys() == evaluated.stats.keys() and all(
         same(trained.stats[k], evaluated.stats[k]) for k in trained.stats)
     assert same_stats != ("stats" in differs), plugin.name
+
+
+def test_the_classifier_is_initialised_with_fc_init_std(plugin, tmp_path_factory):
+    """As released (N(0, std), zero bias) where the method has the option."""
+    if "fc_init_std" not in plugin.defaults:
+        pytest.skip(f"{plugin.name} has no fc_init_std option")
+    fc = build(plugin, tmp_path_factory, fc_init_std=0.5).fc
+    assert fc.weight.std().item() == pytest.approx(0.5, rel=0.25) and not fc.bias.any()

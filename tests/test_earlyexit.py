@@ -8,6 +8,7 @@ from torch import nn
 from vidbench.exits import STRICT, exit_index, joint_exit_logits
 from vidbench.flops import attach
 from vidbench.plugins import get_method
+from vidbench.sparse import set_sparse
 
 T, SIZE, CLASSES = 4, 32, 5
 
@@ -67,6 +68,12 @@ def test_forced_last_exit_is_dense_and_costs_increase(method):
         out = model(clips())
         assert torch.all(out.flops == costs[e].float())
         assert torch.all(out.stats["exit_at"].argmax(1) == e)
+        set_sparse(model, True)                    # the realized path stops every video at the forced exit too
+        with torch.no_grad():
+            realized = model(clips())
+        set_sparse(model, False)
+        torch.testing.assert_close(realized.logits, out.logits, rtol=1e-4, atol=1e-5)
+        assert torch.equal(realized.flops, out.flops)
 
 
 def test_resnet_first_exit_costs_what_it_runs():

@@ -86,3 +86,24 @@ def test_latency_is_timed_on_one_video():
     times = timed(Recorder(), videos, torch.device("cpu"), repeats=3, warmup=2, paths=("masked",))
     assert len(times["masked"]) == 3 and min(times["masked"]) >= 0
     assert batches == [1] * 5                              # two warm-up passes, then the timed ones
+
+
+def test_a_model_predicting_one_class_is_degenerate_unless_the_split_is_mostly_that_class():
+    from vidbench.evaluate import run_status
+    labels = torch.tensor([0, 1, 2, 0, 1])
+    one_class = torch.tensor([[1.0, 0.0, 0.0]] * 5)
+    assert run_status({}, one_class, labels).startswith("degenerate: class 0 predicted for 100%")
+    assert run_status({}, one_class, torch.tensor([0, 0, 0, 1, 2])) == "ok"     # the split is 60% class 0
+    assert run_status({}, torch.eye(3)[labels], labels) == "ok"
+    assert run_status({"diverged": "epoch 1"}, torch.eye(3)[labels], labels) == "diverged: epoch 1"
+
+
+def test_metrics_carry_the_trained_model_size_and_training_settings(untrained_run):
+    run_dir = untrained_run("tsn")
+    trained = vio.load_torch(run_dir / FINAL)
+    trained.update(processes=2, amp="bf16")
+    vio.save_torch(trained, run_dir / FINAL)
+    metrics = evaluate(run_dir, progress=False)
+    assert metrics["params_m"] == pytest.approx(trained["params"] / 1e6)
+    assert metrics["training"] == {"amp": "bf16", "processes": 2}
+    assert metrics["unreadable_files"] == {"train": [], "eval": []}

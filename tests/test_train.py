@@ -168,3 +168,37 @@ def test_unreadable_training_video_is_counted(tmp_path):
     spec["train"].update(max_unreadable=0.5, epochs=2)
     trainer.train(spec, tmp_path / "run", progress=False)
     assert evaluate(tmp_path / "run", progress=False)["unreadable"] == {"count": 2, "eval": 0, "train": 2}
+
+
+@pytest.mark.parametrize("gpus, launched", [(None, None), (1, None), (2, 2)])
+def test_run_launches_one_process_a_gpu_and_exits_0(gpus, launched, tmp_path, monkeypatch):
+    from contextlib import nullcontext
+    from types import SimpleNamespace
+    spec = {"run_dir": str(tmp_path), "train": {} if gpus is None else {"gpus": gpus}}
+    calls = []
+    monkeypatch.setattr(trainer, "spec_from_args", lambda args: spec)
+    monkeypatch.setattr(trainer, "claim_for", lambda spec, count: nullcontext())
+    monkeypatch.setattr(trainer, "launch", lambda spec, out, processes, progress: calls.append(processes))
+    monkeypatch.setattr(trainer, "train", lambda spec, out, progress: calls.append("one process"))
+    args = SimpleNamespace(out=None, no_progress=True, evaluate=False)
+    assert trainer.run(args) == 0
+    assert calls == [launched or "one process"]
+
+
+def test_a_recorded_divergence_stops_the_run_unless_flagging_is_asked_for(tmp_path):
+    state = {"diverged": "epoch 2 step 3: loss nan"}
+    with pytest.raises(trainer.TrainingError, match="training diverged at epoch 2"):
+        trainer.stop_if_diverged(state, {"lr": 0.1}, tmp_path)          # on_divergence defaults to fail
+    trainer.stop_if_diverged(state, {"lr": 0.1, "on_divergence": "flag"}, tmp_path)
+    trainer.stop_if_diverged({"diverged": None}, {"lr": 0.1}, tmp_path)
+
+
+def test_epoch_totals_of_the_ranks_add_up():
+    ranks = [{"loss": 1.0, "correct": 3, "flops": 10.0, "videos": 4, "skipped": 0, "seconds": 2.0,
+              "unreadable": {"a.mp4": "bad"}},
+             {"loss": 2.0, "correct": 1, "flops": 30.0, "videos": 4, "skipped": 1, "seconds": 5.0,
+              "unreadable": {"b.mp4": "bad"}}]
+    merged = trainer.merge_totals(ranks)
+    assert (merged["loss"], merged["correct"], merged["flops"], merged["videos"], merged["skipped"]) == (3.0, 4, 40.0, 8, 1)
+    assert merged["seconds"] == 5.0 and set(merged["unreadable"]) == {"a.mp4", "b.mp4"}
+    assert ranks[0]["unreadable"] == {"a.mp4": "bad"}                    # the ranks' own totals untouched
