@@ -203,3 +203,16 @@ def test_msdnet_of_imagenet_size_runs():
     model = spec.build(spec.defaults, backbone="resnet18", num_classes=CLASSES, num_segments=2).eval()
     with torch.no_grad():
         assert model(torch.randn(1, 2, 3, 64, 64)).logits.shape == (1, CLASSES)
+
+
+def test_msdnet_first_layer_and_classifier_as_published():
+    """Huang et al.'s ImageNet stem (7x7 stride 2, 3x3 max-pool stride 2: 224 -> 56), resnet_tiny's on small
+    inputs (3x3 stride 2: 32 -> 16), each further scale at half the size; every exit classifier with dropout."""
+    import importlib
+    msdnet = importlib.import_module(get_method("earlyexit_msdnet").module().__package__ + ".msdnet")
+    sides = lambda layer, size: [x.shape[-1] for x in layer(torch.zeros(1, 3, size, size))]  # noqa: E731
+    large = msdnet.FirstLayer([8, 16, 32], small_input=False)
+    assert large.convs[0][0][0].kernel_size == (7, 7) and sides(large, 224) == [56, 28, 14]
+    assert sides(msdnet.FirstLayer([8, 16, 32], small_input=True), 32) == [16, 8, 4]
+    classifier = msdnet.Classifier(16, None, CLASSES, dropout=0.3)
+    assert [m.p for m in classifier.modules() if isinstance(m, nn.Dropout)] == [0.3]
