@@ -263,3 +263,10 @@ def test_cgnet_thresholds_train_in_the_weights_group():
     weights, biases, _ = param_groups(model, weight_decay=5e-4, bias_lr_mult=2.0)
     thetas = {id(gate.theta) for _, gate in model.gates}
     assert thetas <= {id(p) for p in weights["params"]} and not thetas & {id(p) for p in biases["params"]}
+
+
+def test_cgnet_reports_the_open_share_of_every_gate():
+    model = build("cgnet")
+    stats = run(model).stats
+    per_block = stats["gate_open_per_block"]                 # [videos, gates], what metrics.json lists per block
+    assert per_block.shape == (3, len(model.gates)) and torch.allclose(per_block.mean(1), stats["gate_open"])
