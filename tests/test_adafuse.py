@@ -239,3 +239,7 @@ def test_the_argmax_eval_point_reports_the_argmax_policy_accuracy_and_flops():
     (point,) = model.eval_points(outputs)
     assert point["point"] == "argmax" and point["top1"] == 50.0 and point["gflops"] == pytest.approx(3.0)
     assert model.eval_points({"labels": torch.tensor([1])}) == []
+
+
+def test_the_gumbel_temperature_option_reaches_every_policy():
+    assert {hook.tau for hook in build(tau=0.3, count=False).hooks()} == {0.3}

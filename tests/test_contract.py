@@ -126,3 +126,4 @@ def test_the_classifier_is_initialised_with_fc_init_std(plugin, tmp_path_factory
         pytest.skip(f"{plugin.name} has no fc_init_std option")
     fc = build(plugin, tmp_path_factory, fc_init_std=0.5).fc
     assert fc.weight.std().item() == pytest.approx(0.5, rel=0.25) and not fc.bias.any()
+    assert abs(fc.weight.mean().item()) < 0.1                                       # zero-mean
