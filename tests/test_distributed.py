@@ -16,17 +16,19 @@ import torch
 from vidbench import io as vio
 from vidbench import train as trainer
 from vidbench.data.dataset import SeededSampler
+from vidbench.engine import build_model, seed_everything
 from vidbench.rundir import CHECKPOINT, PREEMPTED_EXIT, PREVIOUS
 from vidbench.train import FINAL, LOG
 
 ROOT = Path(__file__).resolve().parents[1]
-# float rounding: the ranks sum their BatchNorm statistics and average their gradients in another order
-# (measured: at most 1.1e-6 relative after 3 epochs); SGD, since Adam's division by the root of tiny
-# second moments magnifies such rounding (1.6e-4 after one epoch)
-def close_tensors(a: torch.Tensor, b: torch.Tensor, rtol: float = 1e-4, atol: float = 1e-5) -> bool:
-    """Equal up to float reduction order, relative to the tensor's scale (not each element's: a weight near 0
-    takes the same absolute rounding as its neighbours). A wrong gradient share changes updates by ~100%."""
-    return bool((a.float() - b.float()).abs().max() <= rtol * b.float().abs().max() + atol)
+# float rounding: the ranks sum their BatchNorm statistics and average their gradients in another order;
+# SGD, since Adam's division by the root of tiny second moments magnifies such rounding
+def close_updates(a: torch.Tensor, b: torch.Tensor, start: torch.Tensor, share: float = 0.05) -> bool:
+    """a and b, trained from `start`, differ by at most `share` of b's largest change (+ 1e-6): float
+    reduction order grows to about 1% of it in a 1-epoch run (the training is chaotic at this scale); a
+    wrong gradient share changes the updates by ~100%."""
+    change = (b.float() - start.float()).abs().max()
+    return bool((a.float() - b.float()).abs().max() <= share * change + 1e-6)
 
 
 def two_process_spec(train_spec, epochs=2):
@@ -77,9 +79,9 @@ def two_process_run(tmp_path_factory, tiny_config, epochs):
 
 @pytest.fixture(scope="module")
 def short_run(tmp_path_factory, tiny_config):
-    """2 epochs: float rounding has not yet grown past the tolerance (it does over about 3 epochs with the
-    channels-last kernels on this tiny dataset, one process or two: the training is chaotic at this scale)."""
-    return two_process_run(tmp_path_factory, tiny_config, epochs=2)
+    """1 epoch: float rounding grows with every epoch (the training is chaotic at this scale, one process
+    or two; on an AMD EPYC it passed the weights' tolerance within 2 epochs)."""
+    return two_process_run(tmp_path_factory, tiny_config, epochs=1)
 
 
 @pytest.fixture(scope="module")
@@ -104,8 +106,11 @@ def test_two_processes_follow_the_one_process_run(short_run, tmp_path):
     assert ranks2["processes"] == 2 and single["processes"] == 1
     for two, one in zip(ranks2["history"], single["history"]):
         assert two["loss"] == pytest.approx(one["loss"], rel=1e-4) and two["top1"] == one["top1"]
+    # the weights at the start, as training builds them: the runs must agree on what training changed
+    seed_everything(spec["seed"])
+    initial = build_model(spec).state_dict()
     for name, tensor in single["model"].items():
-        assert close_tensors(ranks2["model"][name], tensor), name
+        assert close_updates(ranks2["model"][name], tensor, initial[name]), name
 
 
 def test_without_sync_bn_each_process_normalises_its_own_share(short_run, tmp_path):
