@@ -137,8 +137,9 @@ def fold_batch_norm(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> tuple[torch.Tensor, 
 class SparseWeights:
     """The weights a policy block's sparse calls read: conv1 with bn1 folded in, and conv2's, NCHW-contiguous
     (in a channels-last model too: the calls gather channels, and NCHW calls on gathered channels ran
-    faster than channels-last ones in a rough 1-thread CPU comparison, README "Realized efficiency"). Computed once and kept while none of their tensors changes
-    (a version counter moves when a tensor is modified in place: an optimizer step, load_state_dict)."""
+    faster than channels-last ones in a rough 1-thread CPU comparison, README "Realized efficiency").
+    Computed once and kept while none of their tensors changes (a version counter moves when a tensor is
+    modified in place: an optimizer step, load_state_dict)."""
 
     def __init__(self):
         self.key, self.value = None, None
