@@ -9,7 +9,8 @@ from torch import nn
 from vidbench.errors import InputError
 from vidbench.flops import attach
 from vidbench.plugins import get_method
-from vidbench.policy import eq5_flops, one_hot
+from vidbench.policy import KEEP, eq5_flops, one_hot
+from vidbench.train import param_groups
 
 T, SIZE, CLASSES = 4, 32, 5
 # resnet_tiny at 32x32: (in, out, output side) of conv1 and conv2 of each block (one block a stage)
@@ -203,7 +204,7 @@ def test_threshold_refuses_a_keep_ratio_outside_0_to_1(ratio):
 def test_threshold_keeps_at_least_one_channel_and_rounds_down():
     model = build("threshold", keep_ratio=0.01)           # 0.01 x 8 channels rounds down to 0: one is kept
     run(model)
-    kept = [h.actions.argmax(-1).eq(2).sum(-1) for h in model.hooks()]   # [N, T] channels kept per frame
+    kept = [h.actions.argmax(-1).eq(KEEP).sum(-1) for h in model.hooks()]   # [N, T] channels kept per frame
     assert all(k.eq(1).all() for k in kept)
 
 
@@ -258,7 +259,6 @@ def test_random_matches_the_dense_cost_exactly_and_the_cheapest_reuse_only_cost(
 
 def test_cgnet_thresholds_train_in_the_weights_group():
     """As released: the 1-D gate thresholds get the weights' learning rate and weight decay, not the biases'."""
-    from vidbench.train import param_groups
     model = build("cgnet")
     weights, biases, _ = param_groups(model, weight_decay=5e-4, bias_lr_mult=2.0)
     thetas = {id(gate.theta) for _, gate in model.gates}

@@ -5,7 +5,7 @@ import torch
 
 from vidbench import io as vio
 from vidbench.engine import build_model, load_spec, make_loader, seed_everything
-from vidbench.evaluate import evaluate
+from vidbench.evaluate import evaluate, run_status
 from vidbench.metrics import accuracy
 from vidbench.plugins import discover
 from vidbench.train import FINAL
@@ -89,7 +89,6 @@ def test_latency_is_timed_on_one_video():
 
 
 def test_a_model_predicting_one_class_is_degenerate_unless_the_split_is_mostly_that_class():
-    from vidbench.evaluate import run_status
     labels = torch.tensor([0, 1, 2, 0, 1])
     one_class = torch.tensor([[1.0, 0.0, 0.0]] * 5)
     assert run_status({}, one_class, labels).startswith("degenerate: class 0 predicted for 100%")

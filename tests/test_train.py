@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import csv
 import json
+from contextlib import nullcontext
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -172,8 +174,6 @@ def test_unreadable_training_video_is_counted(tmp_path):
 
 @pytest.mark.parametrize("gpus, launched", [(None, None), (1, None), (2, 2)])
 def test_run_launches_one_process_a_gpu_and_exits_0(gpus, launched, tmp_path, monkeypatch):
-    from contextlib import nullcontext
-    from types import SimpleNamespace
     spec = {"run_dir": str(tmp_path), "train": {} if gpus is None else {"gpus": gpus}}
     calls = []
     monkeypatch.setattr(trainer, "spec_from_args", lambda args: spec)
