@@ -13,7 +13,8 @@ methods' decisions are replayed, so a synthetic run's policy is timed on a real-
   channel and frame from a [skip, reuse, keep] mix; a `static` share of the channels draws one action
   for the whole video (trained AdaFuse policies hold most channels' action fixed over the frames: the
   share is read from the trained runs' metrics.json under --runs, stats.static_share; 0 without runs).
-  Each mix is timed with that static share and fully per frame (static 0). With trained runs, also
+  Each mix is timed with that static share and fully per frame (static 0), the headline mix also with
+  every channel holding one action (static 1.00: the most the sparse path can realize). With trained runs, also
   replayed at their per-block skip/reuse/keep and static shares (each stage of the real network takes
   the shares of the same stage of the trained one);
 - random: the random method (i.i.d. per channel and frame) at the same mixes; threshold: its own
@@ -24,8 +25,10 @@ methods' decisions are replayed, so a synthetic run's policy is timed on a real-
 Every case is timed round-robin with the others, repetition by repetition (drift hits all alike), after
 a warm-up round; figures are medians. `--clock cpu` times with this process's CPU time instead of the
 wall clock: on a machine shared with other jobs, with --threads 1, it leaves out the time the process
-waits for a core (not the slowdown from neighbours sharing caches); a quiet machine needs the default. FLOP saving = 1 - GFLOPs / TSN's, latency saving = 1 - realized
-latency / TSN's, realized = latency saving / FLOP saving. The last lines, one per backbone, give
+waits for a core (not the slowdown from neighbours sharing caches); a quiet machine needs the default.
+FLOP saving = 1 - GFLOPs / TSN's, conv run = the multiply-adds the realized path's convolutions execute /
+TSN's (what the sparse path computes beyond the FLOPs shows here), latency saving = 1 - realized latency /
+TSN's, realized = latency saving / FLOP saving. The last lines, one per backbone, give
 AdaFuse at the headline mix (HEADLINE, >= 40% FLOP saving on both backbones) at batch 1 on the CPU:
 
     AdaFuse-resnet50: FLOP saving 0.xx, latency saving 0.xx, realized 0.xx
@@ -41,6 +44,7 @@ import time
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -128,6 +132,8 @@ def cases(backbone: str, static: float, adafuse_runs: list[dict]) -> dict[str, o
         if static > 0:
             models[f"AdaFuse {label(mix)} static {static:.2f}"] = adafuse(backbone, mix=mix, static=static)
         models[f"AdaFuse {label(mix)} per frame"] = adafuse(backbone, mix=mix)
+    # the ceiling of the sparse path: every channel holds one action over the video
+    models[f"AdaFuse {label(HEADLINE)} static 1.00"] = adafuse(backbone, mix=HEADLINE, static=1.0)
     if adafuse_runs:
         model = build("adafuse", backbone)
         models["AdaFuse trained shares"] = adafuse(backbone, per_block=stage_shares(adafuse_runs, model))
@@ -172,13 +178,35 @@ def sync(device):
         torch.cuda.synchronize(device)
 
 
+def conv_gmacs_run(model, clips) -> float:
+    """GMACs the convolutions of one realized forward of `model` execute (what its sparse path computes,
+    padding and channels computed for every frame included), per video."""
+    counted = []
+    real = F.conv2d
+
+    def counting(x, weight, *args):
+        y = real(x, weight, *args)
+        counted.append(y.numel() * weight[0].numel())
+        return y
+
+    set_sparse(model, True)
+    F.conv2d = counting
+    try:
+        model(clips)
+    finally:
+        F.conv2d = real
+        set_sparse(model, False)
+    return sum(counted) / len(clips) / 1e9
+
+
 def report(models, clips, times, device) -> dict[str, dict]:
     """Print one line per case; return name -> figures."""
     with torch.no_grad():
         gflops = {name: model.to(device)(clips).flops.float().mean().item() / 1e9 for name, model in models.items()}
+        run = {name: conv_gmacs_run(model, clips) for name, model in models.items()}
     tsn_ms, tsn_gflops = 1000 * statistics.median(times["TSN", "masked"]), gflops["TSN"]
-    print(f"{'case':<36} {'GFLOPs':>7} {'FLOP sav':>8} {'masked ms':>10} {'realized ms':>11} {'lat sav':>8} "
-          f"{'realized':>8}")
+    print(f"{'case':<36} {'GFLOPs':>7} {'FLOP sav':>8} {'conv run':>8} {'masked ms':>10} {'realized ms':>11} "
+          f"{'lat sav':>8} {'realized':>8}")
     figures = {}
     for name in models:
         masked = 1000 * statistics.median(times[name, "masked"])
@@ -186,9 +214,9 @@ def report(models, clips, times, device) -> dict[str, dict]:
         flop_saving, latency_saving = 1 - gflops[name] / tsn_gflops, 1 - realized / tsn_ms
         share = latency_saving / flop_saving if abs(flop_saving) >= 0.01 else float("nan")
         figures[name] = dict(gflops=gflops[name], flop_saving=flop_saving, latency_saving=latency_saving,
-                             realized=share, masked_ms=masked, realized_ms=realized)
-        print(f"{name:<36} {gflops[name]:7.2f} {flop_saving:8.2f} {masked:10.1f} {realized:11.1f} "
-              f"{latency_saving:8.2f} {share:8.2f}")
+                             realized=share, masked_ms=masked, realized_ms=realized, conv_gmacs_run=run[name])
+        print(f"{name:<36} {gflops[name]:7.2f} {flop_saving:8.2f} {run[name] / run['TSN']:8.2f} {masked:10.1f} "
+              f"{realized:11.1f} {latency_saving:8.2f} {share:8.2f}")
     return figures
 
 

@@ -17,6 +17,8 @@ from vidbench.flops import attach
 from vidbench.plugins import get_method
 from vidbench.policy import KEEP, REUSE
 
+real_channels_read = policy.channels_read
+
 CLASSES = 5
 
 
@@ -63,20 +65,19 @@ def same_logits(a, b):
     torch.testing.assert_close(b.logits, a.logits, rtol=1e-4, atol=1e-5)
 
 
-def policy_work(model) -> float:
-    """MACs Eq. 5 leaves to conv1 and conv2 of the hooked blocks, less conv2's reads of a reuse at the
-    first frame (it reads zeros, which the sparse path does not compute)."""
-    frames = model.num_segments
+def channels_run(model) -> float:
+    """MACs the sparse path runs in conv1 and conv2 of the hooked blocks: per video, both over the channels
+    read at some frame (kept, or reused after the first frame), conv1's count rounded up to a multiple of
+    sparse.ALIGN."""
     work = 0.0
     for hook in model.hooks():
         index = hook.actions.argmax(-1)                                         # [N, T, C]
-        keep, reuse = index == KEEP, index == REUSE
-        needed = keep.clone()
-        needed[:, :-1] |= reuse[:, 1:]
-        reuse[:, 0] = False
+        read = index == KEEP
+        read[:, 1:] |= index[:, 1:] == REUSE
         channels = index.shape[-1]
-        work += needed.sum().item() / channels * model.cost(hook.conv1_name) / frames
-        work += (keep | reuse).sum().item() / channels * model.cost(hook.conv2_name) / frames
+        for n in read.any(1).sum(1).tolist():
+            conv1 = min(math.ceil(n / sparse.ALIGN) * sparse.ALIGN, channels) if n else 0
+            work += conv1 / channels * model.cost(hook.conv1_name) + n / channels * model.cost(hook.conv2_name)
     return work
 
 
@@ -86,26 +87,42 @@ POLICIES = [("adafuse", {"force": "skip"}), ("adafuse", {"force": "reuse"}), ("a
 
 @pytest.mark.parametrize("backbone, size, videos", [("resnet_tiny", 32, 3), ("resnet18", 224, 1)])
 @pytest.mark.parametrize("method, cfg", POLICIES)
-def test_policy_sparse_path_matches_masked_and_runs_only_eq5_work(backbone, size, videos, method, cfg, conv_macs,
-                                                                  monkeypatch):
-    # a free weight read makes every channel that is not needed in every frame go to per-frame calls,
-    # so the work run is exactly what the actions need
-    monkeypatch.setattr(sparse, "WEIGHT_PIXELS", 0.0)
-    sparse_calls = []
-    monkeypatch.setattr(policy, "conv_inputs", lambda *args: sparse_calls.append(1) or sparse.conv_inputs(*args))
+def test_policy_sparse_path_matches_masked_and_runs_only_the_channels_read(backbone, size, videos, method, cfg,
+                                                                           conv_macs, monkeypatch):
+    sparse_videos = []
+    monkeypatch.setattr(policy, "channels_read", lambda index: sparse_videos.append(1) or real_channels_read(index))
     model = build(method, backbone, size=size, **cfg)
     x = clips(videos, size=size)
     masked, masked_macs, realized, realized_macs = both_paths(model, x, conv_macs)
-    assert len(sparse_calls) == len(model.hooks())  # the sparse path ran (forced keep costs what dense does)
+    assert len(sparse_videos) == len(model.hooks()) * videos  # the sparse path ran (forced keep costs what dense does)
     same_logits(masked, realized)
     assert torch.equal(realized.flops, masked.flops)
     hooked = sum(model.cost(h.conv1_name) + model.cost(h.conv2_name) for h in model.hooks()) * videos
-    assert realized_macs == pytest.approx(masked_macs - hooked + policy_work(model), rel=1e-9)
+    assert realized_macs == pytest.approx(masked_macs - hooked + channels_run(model), rel=1e-9)
+
+
+def test_a_channel_held_over_the_video_costs_its_frames_and_one_that_changes_costs_every_frame():
+    index = torch.tensor([[KEEP, 0, 0, REUSE],
+                          [0, REUSE, 0, REUSE],
+                          [0, 0, 0, REUSE]])               # [T, C]: skip is 0
+    # channel 1 is read at frame 1 only (a reuse); channel 3 from frame 1 on; channel 2 never; a reuse at
+    # frame 0 reads zeros
+    assert real_channels_read(index).tolist() == [0, 1, 3]
+    assert real_channels_read(torch.full((3, 4), REUSE))[:1].tolist() == [0]
+    assert real_channels_read(torch.tensor([[REUSE, 0], [0, 0]])).tolist() == []
+
+
+def test_aligned_pads_with_unused_channels_to_a_multiple_of_align():
+    padded = sparse.aligned(torch.tensor([5, 2]), 20)
+    assert padded[:2].tolist() == [5, 2] and len(padded) == sparse.ALIGN and len(set(padded.tolist())) == sparse.ALIGN
+    assert sparse.aligned(torch.arange(sparse.ALIGN), 20).tolist() == list(range(sparse.ALIGN))
+    assert sorted(sparse.aligned(torch.tensor([1]), 3).tolist()) == [0, 1, 2]
 
 
 @pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])  # NHWC: as the engine runs
-@pytest.mark.parametrize("method, cfg", POLICIES[3:] + [("threshold", {"keep_ratio": 0.5})])
-def test_policy_sparse_path_with_batched_calls_matches_masked(method, cfg, memory_format, conv_macs):
+@pytest.mark.parametrize("method, cfg", [("random", {"distribution": [0.9, 0.05, 0.05]}),
+                                         ("threshold", {"keep_ratio": 0.5})])
+def test_policy_sparse_path_on_eight_frames_matches_masked(method, cfg, memory_format, conv_macs):
     model = build(method, "resnet18", size=64, frames=8, **cfg).to(memory_format=memory_format)
     masked, masked_macs, realized, realized_macs = both_paths(model, clips(2, frames=8, size=64), conv_macs)
     same_logits(masked, realized)
@@ -128,12 +145,30 @@ def test_split_work_batches_channels_needed_in_most_frames():
 def test_sparse_weights_are_refolded_when_weights_change():
     model = build("random", distribution=[0.0, 0.0, 1.0])
     hook, block = model.hooks()[0], model.backbone.layer1[0]
-    first = [w.clone() for w in hook.weights.get(block.conv1, block.bn1, block.conv2)]
+    every = torch.arange(block.width)
+
+    def gathered():
+        weights = hook.weights.current(block.conv1, block.bn1, block.conv2)
+        return weights.conv1_rows(every)[0].clone(), weights.conv2_columns(every).clone()
+
+    conv1_weight, conv2_weight = gathered()
+    torch.testing.assert_close(conv2_weight, block.conv2.weight)
     with torch.no_grad():
         block.conv1.weight.mul_(2)
         block.conv2.weight.mul_(3)
-    conv1_weight, _, conv2_weight = hook.weights.get(block.conv1, block.bn1, block.conv2)
-    assert torch.allclose(conv1_weight, 2 * first[0]) and torch.allclose(conv2_weight, 3 * first[2])
+    assert [torch.allclose(new, k * old) for new, old, k in zip(gathered(), (conv1_weight, conv2_weight), (2, 3))] == [True, True]
+
+
+def test_sparse_weights_gather_the_channels_asked_for():
+    model = build("random", distribution=[0.0, 0.0, 1.0])
+    hook, block = model.hooks()[0], model.backbone.layer1[0]
+    weights = hook.weights.current(block.conv1, block.bn1, block.conv2)
+    channels = torch.tensor([3, 0, 5])
+    folded, bias = sparse.fold_batch_norm(block.conv1, block.bn1)
+    rows, row_bias = weights.conv1_rows(channels)
+    torch.testing.assert_close(rows, folded[channels])
+    torch.testing.assert_close(row_bias, bias[channels])
+    torch.testing.assert_close(weights.conv2_columns(channels), block.conv2.weight[:, channels])
 
 
 def test_cgnet_sparse_path_skips_the_rest_of_closed_channels(conv_macs):

@@ -17,21 +17,25 @@ input channels not skipped. Everything else in the network (policy nets included
 counted densely.
 
 Two ways to execute a hook's block (`PolicyHook.run`): masked (conv1 dense, `fuse`, conv2 dense: the
-training path) and, at inference with `vidbench.sparse.set_sparse`, sparse: per frame, conv1 (with its
-BN and ReLU) only for the channels kept at t or reused at t+1, a reused channel read from frame t-1's
-conv1 output, and conv2 only over the channels not skipped. A policy that decides from conv1's output
-(`needs_output`, threshold pruning) has conv1 computed densely and saves only in conv2.
+training path) and, at inference with `vidbench.sparse.set_sparse`, sparse: per video, conv1 (BN folded
+in, ReLU) and conv2 over only the channels that some frame reads, fused as Eq. 3 fuses. A channel held
+skipped over the video costs nothing, one held kept or reused costs what Eq. 5 counts, and one whose
+action changes from frame to frame is computed at every frame: dense kernels run a call over the same
+channels for all frames at full speed, and per-frame channel sets at half speed or worse (see
+`vidbench.sparse`). A policy that decides from conv1's output (`needs_output`, threshold pruning) has
+conv1 computed densely and saves only in conv2.
 """
 from __future__ import annotations
 
 from typing import Callable, Iterable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from vidbench.backbones import PassPolicy, PlainConv, ResNet
 from vidbench.model import FrameClassifier, VideoOutput
-from vidbench.sparse import Realizable, SparseWeights, conv_inputs, conv_outputs
+from vidbench.sparse import Realizable, SparseWeights, aligned, conv
 
 SKIP, REUSE, KEEP = 0, 1, 2
 ACTIONS = ("skip", "reuse", "keep")
@@ -77,19 +81,13 @@ def conv_size(conv: nn.Conv2d, size: tuple[int, int]) -> tuple[int, int]:
                  for n, k, s, p, d in zip(size, conv.kernel_size, conv.stride, conv.padding, conv.dilation))
 
 
-def fusion_masks(index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Action indices [N, T, C] -> the conv1 outputs needed (kept at t or reused at t+1) [N, T, C], the
-    conv2 inputs read (kept, or reused at t > 0: a reuse at the first frame reads zeros) [N, T, C], and
-    for every frame and channel the row of the conv1 outputs [N*T*C (+1: zeros), H, W] conv2 reads
-    [N*T, C] (its own, frame t-1's when reused, the zero row N*T*C when skipped)."""
-    n, t, c = index.shape
-    keep, reuse = index == KEEP, index == REUSE
-    reuse_next = torch.zeros_like(reuse)
-    reuse_next[:, :-1] = reuse[:, 1:]
-    reuse[:, 0] = False
-    own = torch.arange(n * t * c, device=index.device).view(n, t, c)
-    rows = torch.where(keep, own, torch.where(reuse, own - c, n * t * c))
-    return keep | reuse_next, keep | reuse, rows.view(n * t, c)
+def channels_read(index: torch.Tensor) -> torch.Tensor:
+    """Action indices [T, C] of one video -> the channels conv2 reads at some frame (kept, or reused at
+    t > 0: a reuse at the first frame reads zeros). conv1 computes the same channels: a channel computed
+    at t is kept at t or reused at t + 1."""
+    read = index == KEEP
+    read[1:] |= index[1:] == REUSE
+    return read.any(0).nonzero()[:, 0]
 
 
 class PolicyHook(PassPolicy, Realizable):
@@ -124,24 +122,32 @@ class PolicyHook(PassPolicy, Realizable):
     def run(self, block, branch):
         if self.training or not self.sparse:
             return super().run(block, branch)
-        channels_last = branch.is_contiguous(memory_format=torch.channels_last) and not branch.is_contiguous()
-        branch = branch.contiguous()        # the calls gather channels: NCHW (SparseWeights), returned as it came
         dense_conv1 = self.needs_output or not isinstance(block.gate, PlainConv)
         out = block.relu(block.bn1(block.gate(block.conv1, branch))) if dense_conv1 else None
         actions = self.decide(out, branch)
         self.actions = actions.view(-1, self.num_segments, *actions.shape[1:])
-        computed, read, rows = fusion_masks(self.actions.argmax(-1))
-        size = conv_size(block.conv1, branch.shape[2:])
-        source = branch.new_empty(rows.numel() + 1, *size)          # conv1's outputs, then a row of zeros
-        source[-1] = 0
-        conv1_weight, conv1_bias, conv2_weight = self.weights.get(block.conv1, block.bn1, block.conv2)
+        weights = self.weights.current(block.conv1, block.bn1, block.conv2)
+        frames = self.num_segments
+        videos = [self.run_video(block, branch[first:first + frames], weights, actions[first:first + frames],
+                                 None if out is None else out[first:first + frames])
+                  for first in range(0, len(branch), frames)]
+        return videos[0] if len(videos) == 1 else torch.cat(videos)
+
+    def run_video(self, block, branch, weights, actions, out=None):
+        """The sparse path of one video (its T frames): conv1 for the channels read at some frame, fused
+        as Eq. 3 fuses, conv2 over those channels."""
+        read = channels_read(actions.argmax(-1))
+        if len(read) == 0:                     # every channel skipped: conv2 reads zeros only
+            size = conv_size(block.conv2, conv_size(block.conv1, branch.shape[2:]))
+            return branch.new_zeros(len(branch), block.conv2.out_channels, *size)
         if out is None:
-            conv_outputs(branch, conv1_weight, conv1_bias, block.conv1, computed,
-                         source[:-1].view(-1, block.width, *size), relu=True)
+            out = F.relu_(conv(branch, *weights.conv1_rows(aligned(read, self.channels)), block.conv1))
         else:
-            source[:-1] = out.reshape(-1, *size)
-        out = conv_inputs(source, rows, block.conv2, read, conv2_weight)
-        return out.contiguous(memory_format=torch.channels_last) if channels_last else out
+            out = out.index_select(1, read)
+        chosen = actions.index_select(1, read)[..., None, None]
+        fused = out[:, :len(read)] * chosen[:, :, KEEP]
+        fused[1:].addcmul_(out[:-1, :len(read)], chosen[1:, :, REUSE])
+        return conv(fused, weights.conv2_columns(read), None, block.conv2)
 
 
 def install_policies(model_or_backbone, make_hook: Callable[[str, nn.Module], PolicyHook],

@@ -6,15 +6,15 @@ so its FLOP savings are bookkeeping. A module with a second, sparse path subclas
 (training keeps the masked path, whose gradients the methods need) and gives the same outputs up to
 float rounding (tests/test_sparse.py).
 
-How the work is cut into dense convolutions. The decisions of one video form a mask [frames, channels]
-(conv1: the output channels computed at each frame; conv2: the input channels read). A channel needed in
-most of the video's frames is computed in one call over all its frames (batched, the weights read once;
-the frames that do not need it cost a little wasted work), the others in one call per frame over the
-channels that frame needs. Which side a channel goes to follows a cost model (`split_work`): a call
-reads its gathered weights once, which costs about as much as computing `WEIGHT_PIXELS` output pixels,
-so per-frame calls pay off on large maps (ResNet's early stages) and lose on the 7x7 maps of the last
-stage, where a single frame's convolution is bound by reading its weights. Trained AdaFuse policies
-hold most channels' action fixed over a video, which puts most of the work in the batched call.
+How the work is cut into dense convolutions. Dense CPU kernels run a convolution over fewer channels in
+proportionally less time only when the channels are the same for every frame of the call (and, for output
+channels, their count a multiple of `ALIGN`); a call per frame, or one call with the frames as groups,
+runs at 0.3-0.8 of the dense call's speed per multiply-add (README "Realized efficiency"). So a policy block
+computes, per video, one call over all its frames for the channels that any frame uses
+(`vidbench.policy.PolicyHook.run_video`): a channel held by one action over the video costs exactly its
+FLOPs, a channel whose action changes from frame to frame costs as if it were computed in every frame.
+CGNet's gate opens channels frame by frame; `conv_outputs` computes them with an all-frames call for the
+channels most frames need and one grouped call (the frames as groups) for the rest (`split_work`).
 """
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 WEIGHT_PIXELS = 49      # output pixels whose computation costs about one read of a call's weights (CPU)
+ALIGN = 8               # CPU kernels ran 24 output channels faster than 22 (a vector holds 8 floats)
 
 
 class Realizable:
@@ -73,59 +74,63 @@ def _take(tensor: torch.Tensor | None, dim: int, index: torch.Tensor) -> torch.T
     return tensor.index_select(dim, index)
 
 
-def _conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, conv: nn.Conv2d) -> torch.Tensor:
-    return F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation)
+def aligned(channels: torch.Tensor, total: int) -> torch.Tensor:
+    """`channels` (distinct, of 0..total-1), then as many others as make their count a multiple of ALIGN
+    (or all `total`)."""
+    wanted = min(-(-len(channels) // ALIGN) * ALIGN, total)
+    if wanted == len(channels):
+        return channels
+    others = torch.ones(total, dtype=torch.bool, device=channels.device)
+    others[channels] = False
+    return torch.cat([channels, others.nonzero()[:wanted - len(channels), 0]])
 
 
-def conv_outputs(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, conv: nn.Conv2d,
+def conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, like: nn.Conv2d,
+         groups: int = 1) -> torch.Tensor:
+    """F.conv2d with the stride, padding and dilation of `like`, on a channels-last input (CPU kernels ran
+    these calls up to 2x faster channels-last than NCHW)."""
+    x = x.contiguous(memory_format=torch.channels_last)
+    return F.conv2d(x, weight, bias, like.stride, like.padding, like.dilation, groups)
+
+
+def frames_as_groups(x: torch.Tensor) -> torch.Tensor:
+    """[T, C, H, W] (any layout) -> [1, T*C, H, W] channels-last: the frames as the groups of one call."""
+    frames, channels, height, width = x.shape
+    return x.permute(2, 3, 0, 1).reshape(1, height, width, frames * channels).permute(0, 3, 1, 2)
+
+
+def conv_outputs(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, like: nn.Conv2d,
                  mask: torch.Tensor, out: torch.Tensor, relu: bool = False) -> torch.Tensor:
-    """out[f, c] = conv(x)[f, c] (+ bias, then ReLU if `relu`) where mask [N, T, C] is True (x, out:
+    """out[f, c] = like(x)[f, c] (+ bias, then ReLU if `relu`) where mask [N, T, C] is True (x, out:
     [N*T, ...]), computed by the calls of `split_work`; what the mask leaves out keeps what `out` held.
-    `weight` and `bias` are conv's, possibly with a BN folded in or restricted to some input channels."""
+    `weight` and `bias` are like's, possibly with a BN folded in or restricted to some input channels."""
     videos, frames = mask.shape[:2]
     finish = F.relu_ if relu else (lambda y: y)
     for v in range(videos):
         first = v * frames
         batched, per_frame = split_work(mask[v], out.shape[2] * out.shape[3])
         if len(batched):
-            y = _conv(x[first:first + frames], _take(weight, 0, batched), _take(bias, 0, batched), conv)
+            y = conv(x[first:first + frames], _take(weight, 0, batched), _take(bias, 0, batched), like)
             out[first:first + frames].index_copy_(1, batched, finish(y))
-        for t, channels in enumerate(per_frame, first):
-            if len(channels):
-                y = _conv(x[t:t + 1], _take(weight, 0, channels), _take(bias, 0, channels), conv)
-                out[t].index_copy_(0, channels, finish(y)[0])
+        channels = _padded(per_frame)
+        if channels is not None:
+            picked = channels.flatten()
+            y = conv(frames_as_groups(x[first:first + frames]), weight.index_select(0, picked),
+                      None if bias is None else bias.index_select(0, picked), like, groups=frames)
+            # a padding entry repeats a channel of its frame: it writes that channel's own value again
+            frame = torch.arange(first, first + frames, device=channels.device)[:, None].expand_as(channels)
+            out.index_put_((frame.flatten(), picked), finish(y[0]))
     return out
 
 
-def conv_inputs(source: torch.Tensor, rows: torch.Tensor, conv: nn.Conv2d, mask: torch.Tensor,
-                weight: torch.Tensor | None = None) -> torch.Tensor:
-    """[N*T, C_out, H', W']: conv (with `weight`, by default its own) over the input channels each frame
-    reads (mask [N, T, C]), the input of frame f and channel c being row rows[f, c] of `source` [R, H, W]
-    (which holds a row of zeros for the entries the all-frames call covers but a frame does not read);
-    computed by the calls of `split_work`."""
-    weight = conv.weight if weight is None else weight
-    videos, frames = mask.shape[:2]
-    size = _output_size(conv, source.shape[1:])
-    out = []
-    for v in range(videos):
-        first = v * frames
-        batched, per_frame = split_work(mask[v], size[0] * size[1])
-        if len(batched):
-            picked = source.index_select(0, rows[first:first + frames, batched].flatten())
-            video = _conv(picked.view(frames, len(batched), *source.shape[1:]), _take(weight, 1, batched), None, conv)
-        else:
-            video = source.new_zeros(frames, conv.out_channels, *size)
-        for t, channels in enumerate(per_frame):
-            if len(channels):
-                picked = source.index_select(0, rows[first + t, channels])[None]
-                video[t] += _conv(picked, _take(weight, 1, channels), None, conv)[0]
-        out.append(video)
-    return out[0] if videos == 1 else torch.cat(out)
-
-
-def _output_size(conv: nn.Conv2d, size) -> tuple[int, int]:
-    return tuple((n + 2 * p - d * (k - 1) - 1) // s + 1
-                 for n, k, s, p, d in zip(size, conv.kernel_size, conv.stride, conv.padding, conv.dilation))
+def _padded(per_frame: list[torch.Tensor]) -> torch.Tensor | None:
+    """Each frame's channels, padded to the longest list by repeating its first (channel 0 where it has
+    none) -> [T, K]; None when no frame has any."""
+    longest = max(len(c) for c in per_frame)
+    if longest == 0:
+        return None
+    return torch.stack([torch.cat([c, c[:1].expand(longest - len(c))]) if len(c) else c.new_zeros(longest)
+                        for c in per_frame])
 
 
 def fold_batch_norm(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
@@ -135,20 +140,31 @@ def fold_batch_norm(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> tuple[torch.Tensor, 
 
 
 class SparseWeights:
-    """The weights a policy block's sparse calls read: conv1 with bn1 folded in, and conv2's, NCHW-contiguous
-    (in a channels-last model too: the calls gather channels, and NCHW calls on gathered channels ran
-    faster than channels-last ones in a rough 1-thread CPU comparison, README "Realized efficiency").
-    Computed once and kept while none of their tensors changes (a version counter moves when a tensor is
-    modified in place: an optimizer step, load_state_dict)."""
+    """The weights a policy block's sparse calls gather from: conv1 with bn1 folded in, laid out so that
+    taking output channels copies whole rows and gives a channels-last weight (`conv1_rows`), and conv2's,
+    laid out so that taking input channels copies whole rows (`conv2_columns`). Computed once and kept
+    while none of their tensors changes (a version counter moves when a tensor is modified in place: an
+    optimizer step, load_state_dict)."""
 
     def __init__(self):
         self.key, self.value = None, None
 
-    def get(self, conv1: nn.Conv2d, bn: nn.BatchNorm2d, conv2: nn.Conv2d) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def current(self, conv1: nn.Conv2d, bn: nn.BatchNorm2d, conv2: nn.Conv2d) -> "SparseWeights":
+        """Refolded if any of the tensors changed since the last call; returns self."""
         tensors = (conv1.weight, bn.weight, bn.bias, bn.running_mean, bn.running_var, conv2.weight)
         key = tuple((t.data_ptr(), t._version) for t in tensors)
         if key != self.key:
             with torch.no_grad():
                 weight, bias = fold_batch_norm(conv1, bn)
-                self.key, self.value = key, (weight.contiguous(), bias, conv2.weight.contiguous())
-        return self.value
+                self.key = key
+                self.value = (weight.permute(0, 2, 3, 1).contiguous(), bias, conv2.weight.transpose(0, 1).contiguous())
+        return self
+
+    def conv1_rows(self, channels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(weight, bias) of folded conv1 for these output channels."""
+        weight, bias, _ = self.value
+        return weight.index_select(0, channels).permute(0, 3, 1, 2), bias.index_select(0, channels)
+
+    def conv2_columns(self, channels: torch.Tensor) -> torch.Tensor:
+        """conv2's weight for these input channels."""
+        return self.value[2].index_select(0, channels).transpose(0, 1)
