@@ -14,7 +14,7 @@ computes, per video, one call over all its frames for the channels that any fram
 (`vidbench.policy.PolicyHook.run_video`): a channel held by one action over the video costs exactly its
 FLOPs, a channel whose action changes from frame to frame costs as if it were computed in every frame.
 CGNet's gate opens channels frame by frame; `conv_outputs` computes them with an all-frames call for the
-channels most frames need and one grouped call (the frames as groups) for the rest (`split_work`).
+channels most frames need and one call per frame for the rest (`split_work`).
 """
 from __future__ import annotations
 
@@ -85,18 +85,11 @@ def aligned(channels: torch.Tensor, total: int) -> torch.Tensor:
     return torch.cat([channels, others.nonzero()[:wanted - len(channels), 0]])
 
 
-def conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, like: nn.Conv2d,
-         groups: int = 1) -> torch.Tensor:
+def conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, like: nn.Conv2d) -> torch.Tensor:
     """F.conv2d with the stride, padding and dilation of `like`, on a channels-last input (CPU kernels ran
     these calls up to 2x faster channels-last than NCHW)."""
     x = x.contiguous(memory_format=torch.channels_last)
-    return F.conv2d(x, weight, bias, like.stride, like.padding, like.dilation, groups)
-
-
-def frames_as_groups(x: torch.Tensor) -> torch.Tensor:
-    """[T, C, H, W] (any layout) -> [1, T*C, H, W] channels-last: the frames as the groups of one call."""
-    frames, channels, height, width = x.shape
-    return x.permute(2, 3, 0, 1).reshape(1, height, width, frames * channels).permute(0, 3, 1, 2)
+    return F.conv2d(x, weight, bias, like.stride, like.padding, like.dilation)
 
 
 def conv_outputs(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, like: nn.Conv2d,
@@ -112,25 +105,11 @@ def conv_outputs(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
         if len(batched):
             y = conv(x[first:first + frames], _take(weight, 0, batched), _take(bias, 0, batched), like)
             out[first:first + frames].index_copy_(1, batched, finish(y))
-        channels = _padded(per_frame)
-        if channels is not None:
-            picked = channels.flatten()
-            y = conv(frames_as_groups(x[first:first + frames]), weight.index_select(0, picked),
-                      None if bias is None else bias.index_select(0, picked), like, groups=frames)
-            # a padding entry repeats a channel of its frame: it writes that channel's own value again
-            frame = torch.arange(first, first + frames, device=channels.device)[:, None].expand_as(channels)
-            out.index_put_((frame.flatten(), picked), finish(y[0]))
+        for t, channels in enumerate(per_frame, first):
+            if len(channels):
+                y = conv(x[t:t + 1], _take(weight, 0, channels), _take(bias, 0, channels), like)
+                out[t].index_copy_(0, channels, finish(y)[0])
     return out
-
-
-def _padded(per_frame: list[torch.Tensor]) -> torch.Tensor | None:
-    """Each frame's channels, padded to the longest list by repeating its first (channel 0 where it has
-    none) -> [T, K]; None when no frame has any."""
-    longest = max(len(c) for c in per_frame)
-    if longest == 0:
-        return None
-    return torch.stack([torch.cat([c, c[:1].expand(longest - len(c))]) if len(c) else c.new_zeros(longest)
-                        for c in per_frame])
 
 
 def fold_batch_norm(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
