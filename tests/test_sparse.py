@@ -67,7 +67,7 @@ def same_logits(a, b):
 
 def channels_run(model) -> float:
     """MACs the sparse path runs in conv1 and conv2 of the hooked blocks: per video, both over the channels
-    read at some frame (kept, or reused after the first frame), conv1's count rounded up to a multiple of
+    read at some frame (kept, or reused after the first frame), their count rounded up to a multiple of
     sparse.ALIGN."""
     work = 0.0
     for hook in model.hooks():
@@ -76,8 +76,9 @@ def channels_run(model) -> float:
         read[:, 1:] |= index[:, 1:] == REUSE
         channels = index.shape[-1]
         for n in read.any(1).sum(1).tolist():
-            conv1 = min(math.ceil(n / sparse.ALIGN) * sparse.ALIGN, channels) if n else 0
-            work += conv1 / channels * model.cost(hook.conv1_name) + n / channels * model.cost(hook.conv2_name)
+            used = min(math.ceil(n / sparse.ALIGN) * sparse.ALIGN, channels)
+            conv1 = channels if hook.needs_output else used
+            work += conv1 / channels * model.cost(hook.conv1_name) + used / channels * model.cost(hook.conv2_name)
     return work
 
 

@@ -135,19 +135,21 @@ class PolicyHook(PassPolicy, Realizable):
 
     def run_video(self, block, branch, weights, actions, out=None):
         """The sparse path of one video (its T frames): conv1 for the channels read at some frame, fused
-        as Eq. 3 fuses, conv2 over those channels."""
+        as Eq. 3 fuses, conv2 over those channels; their count rounded up to a multiple of ALIGN with
+        channels no frame reads (zeros to conv2), so that calls repeat shapes the kernels have seen."""
         read = channels_read(actions.argmax(-1))
         if len(read) == 0:                     # every channel skipped: conv2 reads zeros only
             size = conv_size(block.conv2, conv_size(block.conv1, branch.shape[2:]))
             return branch.new_zeros(len(branch), block.conv2.out_channels, *size)
+        used = aligned(read, self.channels)
         if out is None:
-            out = F.relu_(conv(branch, *weights.conv1_rows(aligned(read, self.channels)), block.conv1))
+            out = F.relu_(conv(branch, *weights.conv1_rows(used), block.conv1))
         else:
-            out = out.index_select(1, read)
-        chosen = actions.index_select(1, read)[..., None, None]
-        fused = out[:, :len(read)] * chosen[:, :, KEEP]
-        fused[1:].addcmul_(out[:-1, :len(read)], chosen[1:, :, REUSE])
-        return conv(fused, weights.conv2_columns(read), None, block.conv2)
+            out = out.index_select(1, used)
+        chosen = actions.index_select(1, used)[..., None, None]
+        fused = out * chosen[:, :, KEEP]
+        fused[1:].addcmul_(out[:-1], chosen[1:, :, REUSE])
+        return conv(fused, weights.conv2_columns(used), None, block.conv2)
 
 
 def install_policies(model_or_backbone, make_hook: Callable[[str, nn.Module], PolicyHook],

@@ -23,7 +23,9 @@ import torch.nn.functional as F
 from torch import nn
 
 WEIGHT_PIXELS = 49      # output pixels whose computation costs about one read of a call's weights (CPU)
-ALIGN = 8               # CPU kernels ran 24 output channels faster than 22 (a vector holds 8 floats)
+# CPU kernels ran 24 output channels faster than 22 (a vector holds 8 floats), and each new shape of a
+# call costs a kernel compilation (~1.6 ms on a 2-core CPU): counts rounded to 8 repeat shapes
+ALIGN = 8
 
 
 class Realizable:
