@@ -86,7 +86,8 @@ POLICIES = [("adafuse", {"force": "skip"}), ("adafuse", {"force": "reuse"}), ("a
             ("random", {"distribution": [0.3, 0.3, 0.4]}), ("random", {"distribution": [0.6, 0.2, 0.2]})]
 
 
-@pytest.mark.parametrize("backbone, size, videos", [("resnet_tiny", 32, 3), ("resnet18", 224, 1)])
+@pytest.mark.parametrize("backbone, size, videos", [("resnet_tiny", 32, 3), ("resnet18", 224, 1),
+                                                    ("resnet50", 64, 1)])   # bottleneck: conv1 1x1, conv2 strided
 @pytest.mark.parametrize("method, cfg", POLICIES)
 def test_policy_sparse_path_matches_masked_and_runs_only_the_channels_read(backbone, size, videos, method, cfg,
                                                                            conv_macs, monkeypatch):
