@@ -14,9 +14,9 @@ methods' decisions are replayed, so a synthetic run's policy is timed on a real-
   for the whole video (trained AdaFuse policies hold most channels' action fixed over the frames: the
   share is read from the trained runs' metrics.json under --runs, stats.static_share; 0 without runs).
   Each mix is timed with that static share and fully per frame (static 0), the headline mix also with
-  every channel holding one action (static 1.00: the most the sparse path can realize). With trained runs, also
-  replayed at their per-block skip/reuse/keep and static shares (each stage of the real network takes
-  the shares of the same stage of the trained one);
+  every channel holding one action (static 1.00: the most the sparse path can realize). With trained
+  runs, also replayed at their per-block skip/reuse/keep and static shares (each stage of the real
+  network takes the shares of the same stage of the trained one);
 - random: the random method (i.i.d. per channel and frame) at the same mixes; threshold: its own
   top-k decisions at keep ratios 0.5 and 0.7; CGNet: gates at their initial threshold (about half the
   positions open) and all closed; early exit: a video forced to stop at each checkpoint and, with

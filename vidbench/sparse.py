@@ -11,8 +11,8 @@ proportionally less time only when the channels are the same for every frame of 
 channels, their count a multiple of `ALIGN`); a call per frame, or one call with the frames as groups,
 runs at 0.1-0.65 of the dense speed per multiply-add (benchmarks/sparse_kernels.py). So a policy block
 computes, per video, one call over all its frames for the channels that any frame uses
-(`vidbench.policy.PolicyHook.run_video`): a channel held by one action over the video costs exactly its
-FLOPs, a channel whose action changes from frame to frame costs as if it were computed in every frame.
+(`vidbench.policy.PolicyHook.run_video`): a channel held by one action over the video costs its FLOPs
+(a held reuse one frame more), a channel whose action changes from frame to frame costs every frame.
 CGNet's gate opens channels frame by frame; `conv_outputs` computes them with an all-frames call for the
 channels most frames need and one call per frame for the rest (`split_work`).
 """
