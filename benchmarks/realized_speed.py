@@ -178,9 +178,10 @@ def sync(device):
         torch.cuda.synchronize(device)
 
 
-def conv_gmacs_run(model, clips) -> float:
-    """GMACs the convolutions of one realized forward of `model` execute (what its sparse path computes,
-    padding and channels computed for every frame included), per video."""
+def realized_forward(model, clips) -> tuple[float, float]:
+    """(GFLOPs, GMACs its convolutions execute) per video of one realized forward of `model`: the second is
+    what its sparse path computes, padding and channels computed for every frame included (the FLOPs are
+    the masked path's, tests/test_sparse.py)."""
     counted = []
     real = F.conv2d
 
@@ -192,18 +193,19 @@ def conv_gmacs_run(model, clips) -> float:
     set_sparse(model, True)
     F.conv2d = counting
     try:
-        model(clips)
+        flops = model(clips).flops.float().mean().item()
     finally:
         F.conv2d = real
         set_sparse(model, False)
-    return sum(counted) / len(clips) / 1e9
+    return flops / 1e9, sum(counted) / len(clips) / 1e9
 
 
-def report(models, clips, times, device) -> dict[str, dict]:
+def report(models, clips, times) -> dict[str, dict]:
     """Print one line per case; return name -> figures."""
     with torch.no_grad():
-        gflops = {name: model.to(device)(clips).flops.float().mean().item() / 1e9 for name, model in models.items()}
-        run = {name: conv_gmacs_run(model, clips) for name, model in models.items()}
+        measured = {name: realized_forward(model, clips) for name, model in models.items()}
+    gflops = {name: m[0] for name, m in measured.items()}
+    run = {name: m[1] for name, m in measured.items()}
     tsn_ms, tsn_gflops = 1000 * statistics.median(times["TSN", "masked"]), gflops["TSN"]
     print(f"{'case':<36} {'GFLOPs':>7} {'FLOP sav':>8} {'conv run':>8} {'masked ms':>10} {'realized ms':>11} "
           f"{'lat sav':>8} {'realized':>8}")
@@ -265,7 +267,7 @@ def main() -> int:
                 clips = torch.randn(batch, FRAMES, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(0)).to(device)
                 print(f"\n== {backbone}, batch {batch}, {device.type}")
                 clock = CLOCKS[args.clock] if device.type == "cpu" else time.perf_counter   # GPU time is wall time
-                figures = report(models, clips, round_robin(models, clips, device, args.repeats, clock), device)
+                figures = report(models, clips, round_robin(models, clips, device, args.repeats, clock))
                 exit_thresholds(figures, exit_runs, models["Early exit at layer4"].checkpoint_names())
                 if device.type == "cpu" and batch == 1:
                     key = f"AdaFuse {'/'.join(f'{v:g}' for v in HEADLINE)} " + (
