@@ -103,7 +103,7 @@ def test_policy_sparse_path_matches_masked_and_runs_only_the_channels_read(backb
     assert realized_macs == pytest.approx(masked_macs - hooked + channels_run(model), rel=1e-9)
 
 
-def test_a_channel_held_over_the_video_costs_its_frames_and_one_that_changes_costs_every_frame():
+def test_channels_read_are_those_kept_or_reused_after_the_first_frame():
     index = torch.tensor([[KEEP, 0, 0, REUSE],
                           [0, REUSE, 0, REUSE],
                           [0, 0, 0, REUSE]])               # [T, C]: skip is 0
