@@ -11,7 +11,9 @@ under AdaFuse's headline mix 0.6/0.2/0.2), times
   the same for every frame (what the policy blocks' sparse path runs per video), also with the count
   rounded up to a multiple of 8;
 - grouped: each frame its own channels, the frames as the groups of one call (weights gathered per frame);
-- per frame: each frame its own channels, one call per frame.
+- per frame: each frame its own channels, one call per frame;
+- gathered GEMM: each frame its own channels, as im2col (F.unfold) and one batched matrix product over the
+  frames with the weights gathered per frame (the "kernel that takes a channel list per frame", in torch).
 
 and prints milliseconds (the fastest of --repeats) and speed per multiply-add relative to dense (1.0: a
 channel costs what it costs in the dense call).
@@ -70,6 +72,17 @@ def cases(channels: int, size: int, share: float):
             else:
                 F.conv2d(x[t:t + 1, index], weight[:, index], padding=1)
 
+    frame_index = torch.arange(FRAMES)[:, None]
+
+    def gemm_inputs():
+        columns = F.unfold(x[frame_index, per_frame], 3, padding=1)                         # [T, kept*9, HW]
+        weights = weight[:, per_frame].transpose(0, 1).reshape(FRAMES, channels, kept * 9)
+        return torch.bmm(weights, columns)
+
+    def gemm_outputs():
+        columns = F.unfold(x, 3, padding=1)                                                 # [T, C*9, HW]
+        return torch.bmm(weight[per_frame].reshape(FRAMES, kept, channels * 9), columns)
+
     inputs, in_weight = channels_last(FRAMES, kept, size, size), torch.randn(channels, kept, 3, 3)
     out_weight, out_aligned = torch.randn(kept, channels, 3, 3), torch.randn(aligned, channels, 3, 3)
     return {
@@ -81,6 +94,8 @@ def cases(channels: int, size: int, share: float):
         "grouped, conv2 (inputs)": (grouped_inputs, kept / channels),
         "per frame, conv1 (outputs)": (lambda: loop(True), kept / channels),
         "per frame, conv2 (inputs)": (lambda: loop(False), kept / channels),
+        "gathered GEMM, conv1 (outputs)": (gemm_outputs, kept / channels),
+        "gathered GEMM, conv2 (inputs)": (gemm_inputs, kept / channels),
     }
 
 

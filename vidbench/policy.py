@@ -21,7 +21,7 @@ training path) and, at inference with `vidbench.sparse.set_sparse`, sparse: per 
 in, ReLU) and conv2 over only the channels that some frame reads, fused as Eq. 3 fuses. A channel held
 skipped over the video costs nothing, one held kept costs what Eq. 5 counts (held reused: one frame
 more), and one whose action changes from frame to frame is computed at every frame: dense kernels run a
-call over the same channels for all frames at full speed, and per-frame channel sets at 0.1-0.65 of it
+call over the same channels for all frames at full speed, and per-frame channel sets at 0.07-0.65 of it
 (see `vidbench.sparse`). A policy that decides from conv1's output (`needs_output`, threshold pruning) has
 conv1 computed densely and saves only in conv2.
 """

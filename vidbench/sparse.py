@@ -8,8 +8,9 @@ float rounding (tests/test_sparse.py).
 
 How the work is cut into dense convolutions. Dense CPU kernels run a convolution over fewer channels in
 proportionally less time only when the channels are the same for every frame of the call (and, for output
-channels, their count a multiple of `ALIGN`); a call per frame, or one call with the frames as groups,
-runs at 0.1-0.65 of the dense speed per multiply-add (benchmarks/sparse_kernels.py). So a policy block
+channels, their count a multiple of `ALIGN`); a call per frame, one call with the frames as groups, or
+im2col and one batched matrix product (a gathered GEMM) runs at 0.07-0.65 of the dense speed per
+multiply-add (benchmarks/sparse_kernels.py). So a policy block
 computes, per video, one call over all its frames for the channels that any frame uses
 (`vidbench.policy.PolicyHook.run_video`): a channel held by one action over the video costs its FLOPs
 (a held reuse one frame more), a channel whose action changes from frame to frame costs every frame.
