@@ -45,12 +45,20 @@ def channels_last(*shape) -> torch.Tensor:
     return torch.randn(*shape).contiguous(memory_format=torch.channels_last)
 
 
-def cases(channels: int, size: int, share: float):
-    """Name -> (call, multiply-adds as a share of the dense call's)."""
+def operands(channels: int, size: int, share: float):
+    """One stage's input [T, C, H, W] (channels-last), conv weight [C, C, 3, 3] and each frame's channels [T, kept]."""
     kept = round(share * channels)
-    aligned = min(math.ceil(kept / 8) * 8, channels)
     x, weight = channels_last(FRAMES, channels, size, size), torch.randn(channels, channels, 3, 3)
-    per_frame = torch.stack([torch.randperm(channels)[:kept] for _ in range(FRAMES)])        # [T, kept]
+    per_frame = torch.stack([torch.randperm(channels)[:kept] for _ in range(FRAMES)])
+    return x, weight, per_frame
+
+
+def cases(x: torch.Tensor, weight: torch.Tensor, per_frame: torch.Tensor):
+    """Name -> (call, multiply-adds as a share of the dense call's). Each call returns its result, frame-major:
+    conv1 cases the kept output channels (the first `kept`, or each frame's own), conv2 cases all outputs
+    from the kept input channels only."""
+    channels, size, kept = x.shape[1], x.shape[2], per_frame.shape[1]
+    aligned = min(math.ceil(kept / 8) * 8, channels)
     rows = (per_frame + torch.arange(FRAMES)[:, None] * channels).flatten()
     grouped_in = x.permute(0, 2, 3, 1).reshape(FRAMES, size * size, channels)
 
@@ -65,12 +73,14 @@ def cases(channels: int, size: int, share: float):
         return F.conv2d(frames, weight[per_frame.flatten()], padding=1, groups=FRAMES)
 
     def loop(outputs: bool):
+        results = []
         for t in range(FRAMES):
             index = per_frame[t]
             if outputs:
-                F.conv2d(x[t:t + 1], weight[index], padding=1)
+                results.append(F.conv2d(x[t:t + 1], weight[index], padding=1))
             else:
-                F.conv2d(x[t:t + 1, index], weight[:, index], padding=1)
+                results.append(F.conv2d(x[t:t + 1, index], weight[:, index], padding=1))
+        return results
 
     frame_index = torch.arange(FRAMES)[:, None]
 
@@ -83,8 +93,8 @@ def cases(channels: int, size: int, share: float):
         columns = F.unfold(x, 3, padding=1)                                                 # [T, C*9, HW]
         return torch.bmm(weight[per_frame].reshape(FRAMES, kept, channels * 9), columns)
 
-    inputs, in_weight = channels_last(FRAMES, kept, size, size), torch.randn(channels, kept, 3, 3)
-    out_weight, out_aligned = torch.randn(kept, channels, 3, 3), torch.randn(aligned, channels, 3, 3)
+    inputs = x[:, :kept].contiguous(memory_format=torch.channels_last)
+    in_weight, out_weight, out_aligned = weight[:, :kept].contiguous(), weight[:kept], weight[:aligned]
     return {
         "dense": (lambda: F.conv2d(x, weight, padding=1), 1.0),
         "same channels, conv1 (outputs)": (lambda: F.conv2d(x, out_weight, padding=1), kept / channels),
@@ -112,7 +122,7 @@ def main() -> None:
         for channels, size in STAGES:
             print(f"\n{channels} channels at {size}x{size}")
             dense = None
-            for name, (call, work) in cases(channels, size, args.share).items():
+            for name, (call, work) in cases(*operands(channels, size, args.share)).items():
                 ms = fastest(call, args.repeats)
                 dense = dense or ms
                 print(f"  {name:<34} {ms:7.2f} ms  speed {work * dense / ms:5.2f}")

@@ -1,0 +1,62 @@
+"""The kernels benchmark times calls that compute what a sparse block needs: each case's result equals the
+dense convolution's, restricted to the channels the case claims to compute (conv1) or read (conv2)."""
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "sparse_kernels.py"
+
+
+def load_benchmark():
+    spec = importlib.util.spec_from_file_location("sparse_kernels", BENCHMARK)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def frame_major(result, frames: int, size: int) -> torch.Tensor:
+    """A case's result as [T, channels, H, W]: the per-frame loop returns a list, grouped and GEMM calls flat."""
+    if isinstance(result, list):
+        result = torch.cat(result)
+    return result.reshape(frames, -1, size, size)
+
+
+def expected(name: str, x, weight, per_frame) -> torch.Tensor:
+    """What a case must return, from one dense call: its output channels sliced, or its input channels masked."""
+    frames, channels = x.shape[:2]
+    kept = per_frame.shape[1]
+    if name.strip().startswith("... rounded up to"):
+        kept = int(name.split()[-1])
+    per_frame_cases = not name.startswith(("dense", "same", " "))
+    reads = torch.zeros(frames, channels, 1, 1)
+    if per_frame_cases:
+        reads[torch.arange(frames)[:, None], per_frame] = 1
+    else:
+        reads[:, :kept] = 1
+    if "inputs" in name:
+        return F.conv2d(x * reads, weight, padding=1)
+    dense = F.conv2d(x, weight, padding=1)
+    if name == "dense":
+        return dense
+    if per_frame_cases:
+        return torch.stack([dense[t, per_frame[t]] for t in range(frames)])
+    return dense[:, :kept]
+
+
+@pytest.mark.parametrize("channels,size,share", [(16, 8, 0.4), (24, 5, 0.6)])
+def test_every_kernel_case_computes_the_channels_it_claims(channels, size, share):
+    benchmark = load_benchmark()
+    torch.manual_seed(0)
+    x, weight, per_frame = benchmark.operands(channels, size, share)
+    cases = benchmark.cases(x, weight, per_frame)
+    assert len(cases) == 10
+    with torch.no_grad():
+        for name, (call, work) in cases.items():
+            result = frame_major(call(), benchmark.FRAMES, size)
+            want = expected(name, x, weight, per_frame)
+            assert result.shape == want.shape, name
+            torch.testing.assert_close(result, want, atol=1e-4, rtol=1e-4, msg=name)
+            assert work == (1.0 if name == "dense" else per_frame.shape[1] / channels), name
