@@ -3,10 +3,11 @@
     python benchmarks/realized_speed.py [--backbones resnet18 resnet50] [--batches 1 8] [--repeats 5]
                                         [--runs results/runs] [--threads N]
 
-Times TSN, TSM, AdaFuse, threshold pruning, the random policy, CGNet and early exit (ResNet checkpoints)
-on ResNet18 and ResNet50 at 224 x 224, 8 frames, batch 1 and 8, on the CPU (and CUDA when present),
-each dynamic model through its masked path (every channel computed, then masked) and its realized
-path (`vidbench.sparse.set_sparse`). Weights are random: what is timed is the work, and the policy
+Times TSN (also with each block's bn1 folded into conv1, as the policy blocks' sparse path runs it), TSM,
+AdaFuse, threshold pruning, the random policy, CGNet and early exit (ResNet checkpoints) on ResNet18 and
+ResNet50 at 224 x 224, 8 frames, batch 1 and 8, on the CPU (and CUDA when present), each dynamic model
+through its masked path (every channel computed, then masked) and its realized path
+(`vidbench.sparse.set_sparse`). Weights are random: what is timed is the work, and the policy
 methods' decisions are replayed, so a synthetic run's policy is timed on a real-size network:
 
 - AdaFuse (its policy nets run and are timed; their draws are replaced): actions drawn per video,
@@ -48,11 +49,12 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from vidbench.backbones import Identity  # noqa: E402
 from vidbench.engine import keep_freed_memory  # noqa: E402
 from vidbench.flops import attach, attach_costs  # noqa: E402
 from vidbench.plugins import get_method  # noqa: E402
 from vidbench.policy import ACTIONS, one_hot  # noqa: E402
-from vidbench.sparse import set_sparse  # noqa: E402
+from vidbench.sparse import fold_batch_norm, set_sparse  # noqa: E402
 
 AdaFuseHook = get_method("adafuse").module().AdaFuseHook
 
@@ -88,6 +90,17 @@ def build(method: str, backbone: str, **cfg):
         COSTS[method, backbone] = attach(model, (FRAMES, 3, SIZE, SIZE)).costs
     # channels-last, as the engine builds every model it trains, evaluates and measures
     return attach_costs(model, COSTS[method, backbone]).eval().to(memory_format=torch.channels_last)
+
+
+def fold_bn1(model):
+    """`model` with every block's bn1 folded into conv1, as the policy blocks' sparse path folds it (TSN so
+    folded shows what the fold alone saves)."""
+    for _, block in model.backbone.blocks():
+        weight, bias = fold_batch_norm(block.conv1, block.bn1)
+        block.conv1.weight.data = weight.detach().contiguous(memory_format=torch.channels_last)
+        block.conv1.bias = torch.nn.Parameter(bias.detach())
+        block.bn1 = Identity()
+    return model
 
 
 def adafuse(backbone: str, per_block: list[tuple[list[float], float]] | None = None, mix=None, static=0.0):
@@ -127,7 +140,8 @@ def stage_shares(metrics: list[dict], model) -> list[tuple[list[float], float]]:
 def cases(backbone: str, static: float, adafuse_runs: list[dict]) -> dict[str, object]:
     """Name -> model; dynamic models are timed masked and realized."""
     label = lambda mix: "/".join(f"{v:g}" for v in mix)  # noqa: E731
-    models = {"TSN": build("tsn", backbone), "TSM": build("tsm", backbone)}
+    models = {"TSN": build("tsn", backbone), "TSN bn1 folded": fold_bn1(build("tsn", backbone)),
+              "TSM": build("tsm", backbone)}
     for mix in MIXES:
         if static > 0:
             models[f"AdaFuse {label(mix)} static {static:.2f}"] = adafuse(backbone, mix=mix, static=static)

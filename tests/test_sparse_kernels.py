@@ -1,5 +1,5 @@
-"""The kernels benchmark times calls that compute what a sparse block needs: each case's result equals the
-dense convolution's, restricted to the channels the case claims to compute (conv1) or read (conv2)."""
+"""The benchmarks time what they claim: each sparse_kernels case equals the dense convolution restricted to
+the channels it claims to compute (conv1) or read (conv2); realized_speed's folded TSN equals TSN."""
 import importlib.util
 from pathlib import Path
 
@@ -60,3 +60,23 @@ def test_every_kernel_case_computes_the_channels_it_claims(channels, size, share
             assert result.shape == want.shape, name
             torch.testing.assert_close(result, want, atol=1e-4, rtol=1e-4, msg=name)
             assert work == (1.0 if name == "dense" else per_frame.shape[1] / channels), name
+
+
+def test_folding_bn1_keeps_what_tsn_computes():
+    """realized_speed's control case (TSN with each block's bn1 folded into conv1) is the same function as TSN."""
+    spec = importlib.util.spec_from_file_location("realized_speed", BENCHMARK.with_name("realized_speed.py"))
+    realized_speed = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(realized_speed)
+    torch.manual_seed(0)
+    model = realized_speed.build("tsn", "resnet_tiny")
+    for bn in (block.bn1 for _, block in model.backbone.blocks()):
+        bn.running_mean.normal_()
+        bn.running_var.uniform_(0.5, 2)
+        bn.weight.data.uniform_(0.5, 1.5)
+        bn.bias.data.normal_()
+    clips = torch.randn(1, realized_speed.FRAMES, 3, 32, 32)
+    with torch.no_grad():
+        before = model(clips).logits
+        folded = realized_speed.fold_bn1(model)
+        assert not any(isinstance(b.bn1, torch.nn.BatchNorm2d) for _, b in folded.backbone.blocks())
+        torch.testing.assert_close(folded(clips).logits, before, atol=1e-5, rtol=1e-4)
