@@ -24,15 +24,17 @@ methods' decisions are replayed, so a synthetic run's policy is timed on a real-
   trained early-exit runs under --runs, the latency at each threshold from their exit shares.
 
 Every case is timed round-robin with the others, repetition by repetition (drift hits all alike), after
-a warm-up round; figures are medians. `--clock cpu` times with this process's CPU time instead of the
+a warm-up round; times are medians. `--clock cpu` times with this process's CPU time instead of the
 wall clock: on a machine shared with other jobs, with --threads 1, it leaves out the time the process
 waits for a core (not the slowdown from neighbours sharing caches); a quiet machine needs the default.
 FLOP saving = 1 - GFLOPs / TSN's, conv run = the multiply-adds the realized path's convolutions execute /
-TSN's (what the sparse path computes beyond the FLOPs shows here), latency saving = 1 - realized latency /
-TSN's, realized = latency saving / FLOP saving. The last lines, one per backbone, give
-AdaFuse at the headline mix (HEADLINE, >= 40% FLOP saving on both backbones) at batch 1 on the CPU:
+TSN's (what the sparse path computes beyond the FLOPs shows here), latency saving = the median over rounds
+of 1 - realized latency / TSN's in the same round (a ratio measured side by side, so drift between rounds
+cancels), `rounds` its lowest and highest round, realized = latency saving / FLOP saving. The last lines,
+one per backbone, give AdaFuse at the headline mix (HEADLINE, >= 40% FLOP saving on both backbones) at
+batch 1 on the CPU:
 
-    AdaFuse-resnet50: FLOP saving 0.xx, latency saving 0.xx, realized 0.xx
+    AdaFuse-resnet50: FLOP saving 0.xx, latency saving 0.xx (rounds 0.xx to 0.xx), realized 0.xx (0.xx to 0.xx)
 """
 from __future__ import annotations
 
@@ -214,25 +216,33 @@ def realized_forward(model, clips) -> tuple[float, float]:
     return flops / 1e9, sum(counted) / len(clips) / 1e9
 
 
+def paired_saving(case_rounds: list[float], tsn_rounds: list[float]) -> tuple[float, float, float]:
+    """(median, lowest, highest) over rounds of 1 - the case's time / TSN's time in the same round."""
+    per_round = sorted(1 - t / tsn for t, tsn in zip(case_rounds, tsn_rounds, strict=True))
+    return statistics.median(per_round), per_round[0], per_round[-1]
+
+
 def report(models, clips, times) -> dict[str, dict]:
     """Print one line per case; return name -> figures."""
     with torch.no_grad():
         measured = {name: realized_forward(model, clips) for name, model in models.items()}
     gflops = {name: m[0] for name, m in measured.items()}
     run = {name: m[1] for name, m in measured.items()}
-    tsn_ms, tsn_gflops = 1000 * statistics.median(times["TSN", "masked"]), gflops["TSN"]
+    tsn_rounds = times["TSN", "masked"]
     print(f"{'case':<36} {'GFLOPs':>7} {'FLOP sav':>8} {'conv run':>8} {'masked ms':>10} {'realized ms':>11} "
-          f"{'lat sav':>8} {'realized':>8}")
+          f"{'lat sav':>8} {'rounds':>12} {'realized':>8}")
     figures = {}
     for name in models:
-        masked = 1000 * statistics.median(times[name, "masked"])
-        realized = 1000 * statistics.median(times.get((name, "realized"), times[name, "masked"]))
-        flop_saving, latency_saving = 1 - gflops[name] / tsn_gflops, 1 - realized / tsn_ms
+        realized_rounds = times.get((name, "realized"), times[name, "masked"])
+        masked, realized = (1000 * statistics.median(t) for t in (times[name, "masked"], realized_rounds))
+        flop_saving = 1 - gflops[name] / gflops["TSN"]
+        latency_saving, lowest, highest = paired_saving(realized_rounds, tsn_rounds)
         share = latency_saving / flop_saving if abs(flop_saving) >= 0.01 else float("nan")
         figures[name] = dict(gflops=gflops[name], flop_saving=flop_saving, latency_saving=latency_saving,
-                             realized=share, masked_ms=masked, realized_ms=realized, conv_gmacs_run=run[name])
+                             latency_saving_rounds=(lowest, highest), realized=share, masked_ms=masked,
+                             realized_ms=realized, conv_gmacs_run=run[name])
         print(f"{name:<36} {gflops[name]:7.2f} {flop_saving:8.2f} {run[name] / run['TSN']:8.2f} {masked:10.1f} "
-              f"{realized:11.1f} {latency_saving:8.2f} {share:8.2f}")
+              f"{realized:11.1f} {latency_saving:8.2f} {lowest:5.2f} to {highest:4.2f} {share:8.2f}")
     return figures
 
 
@@ -289,8 +299,10 @@ def main() -> int:
                     headline[backbone] = figures[key]
     print()
     for backbone, f in headline.items():
-        print(f"AdaFuse-{backbone}: FLOP saving {f['flop_saving']:.2f}, latency saving {f['latency_saving']:.2f}, "
-              f"realized {f['realized']:.2f}")
+        lowest, highest = f["latency_saving_rounds"]
+        print(f"AdaFuse-{backbone}: FLOP saving {f['flop_saving']:.2f}, latency saving {f['latency_saving']:.2f} "
+              f"(rounds {lowest:.2f} to {highest:.2f}), realized {f['realized']:.2f} "
+              f"({lowest / f['flop_saving']:.2f} to {highest / f['flop_saving']:.2f})")
     return 0
 
 

@@ -1,5 +1,6 @@
 """The benchmarks time what they claim: each sparse_kernels case equals the dense convolution restricted to
-the channels it claims to compute (conv1) or read (conv2); realized_speed's folded TSN equals TSN."""
+the channels it claims to compute (conv1) or read (conv2); realized_speed's folded TSN equals TSN, and its
+latency saving compares each round with TSN's same round."""
 import importlib.util
 from pathlib import Path
 
@@ -62,11 +63,16 @@ def test_every_kernel_case_computes_the_channels_it_claims(channels, size, share
             assert work == (1.0 if name == "dense" else per_frame.shape[1] / channels), name
 
 
-def test_folding_bn1_keeps_what_tsn_computes():
-    """realized_speed's control case (TSN with each block's bn1 folded into conv1) is the same function as TSN."""
+def load_realized_speed():
     spec = importlib.util.spec_from_file_location("realized_speed", BENCHMARK.with_name("realized_speed.py"))
     realized_speed = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(realized_speed)
+    return realized_speed
+
+
+def test_folding_bn1_keeps_what_tsn_computes():
+    """realized_speed's control case (TSN with each block's bn1 folded into conv1) is the same function as TSN."""
+    realized_speed = load_realized_speed()
     torch.manual_seed(0)
     model = realized_speed.build("tsn", "resnet_tiny")
     for bn in (block.bn1 for _, block in model.backbone.blocks()):
@@ -80,3 +86,13 @@ def test_folding_bn1_keeps_what_tsn_computes():
         folded = realized_speed.fold_bn1(model)
         assert not any(isinstance(b.bn1, torch.nn.BatchNorm2d) for _, b in folded.backbone.blocks())
         torch.testing.assert_close(folded(clips).logits, before, atol=1e-5, rtol=1e-4)
+
+
+def test_latency_saving_pairs_each_round_with_tsns():
+    """The saving is the median of each round's saving against TSN's same round (0.2, 0.25, 0.2 here), not
+    one from the two medians taken apart (1 - 150/200 = 0.25), which round-to-round drift would skew."""
+    tsn = [100.0, 200.0, 300.0]
+    case = [80.0, 150.0, 240.0]
+    median, lowest, highest = load_realized_speed().paired_saving(case, tsn)
+    assert (median, lowest) == pytest.approx((0.2, 0.2))
+    assert highest == pytest.approx(0.25)
