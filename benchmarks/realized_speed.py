@@ -23,8 +23,8 @@ methods' decisions are replayed, so a synthetic run's policy is timed on a real-
   positions open) and all closed; early exit: a video forced to stop at each checkpoint and, with
   trained early-exit runs under --runs, the latency at each threshold from their exit shares.
 
-Every case is timed round-robin with the others, repetition by repetition (drift hits all alike), after
-a warm-up round; times are medians. `--clock cpu` times with this process's CPU time instead of the
+Every case is timed in each round with the others, in an order shuffled afresh each round (drift hits
+all alike, and no case always follows the same one), after a warm-up round; times are medians. `--clock cpu` times with this process's CPU time instead of the
 wall clock: on a machine shared with other jobs, with --threads 1, it leaves out the time the process
 waits for a core (not the slowdown from neighbours sharing caches); a quiet machine needs the default.
 FLOP saving = 1 - GFLOPs / TSN's, conv run = the multiply-adds the realized path's convolutions execute /
@@ -41,6 +41,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import random
 import statistics
 import sys
 import time
@@ -169,15 +170,15 @@ def cases(backbone: str, static: float, adafuse_runs: list[dict]) -> dict[str, o
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 
 
-def round_robin(models: dict, clips: torch.Tensor, device, repeats: int, clock=time.perf_counter) -> dict:
-    """Seconds per forward of every (case, path), one warm-up round, then `repeats` rounds in rotating order."""
+def timed_rounds(models: dict, clips: torch.Tensor, device, repeats: int, clock=time.perf_counter) -> dict:
+    """Seconds per forward of every (case, path), one warm-up round, then `repeats` rounds, each in a seeded
+    shuffled order."""
     runs = [(name, path) for name, model in models.items()
             for path in (("masked", "realized") if set_sparse(model, False) else ("masked",))]
     times = {run: [] for run in runs}
     with torch.no_grad():
         for i in range(repeats + 1):
-            shift = i % len(runs)
-            for name, path in runs[shift:] + runs[:shift]:
+            for name, path in random.Random(i).sample(runs, len(runs)):
                 model = models[name]
                 set_sparse(model, path == "realized")
                 sync(device)
@@ -291,7 +292,7 @@ def main() -> int:
                 clips = torch.randn(batch, FRAMES, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(0)).to(device)
                 print(f"\n== {backbone}, batch {batch}, {device.type}")
                 clock = CLOCKS[args.clock] if device.type == "cpu" else time.perf_counter   # GPU time is wall time
-                figures = report(models, clips, round_robin(models, clips, device, args.repeats, clock))
+                figures = report(models, clips, timed_rounds(models, clips, device, args.repeats, clock))
                 exit_thresholds(figures, exit_runs, models["Early exit at layer4"].checkpoint_names())
                 if device.type == "cpu" and batch == 1:
                     key = f"AdaFuse {'/'.join(f'{v:g}' for v in HEADLINE)} " + (
