@@ -24,9 +24,10 @@ methods' decisions are replayed, so a synthetic run's policy is timed on a real-
   trained early-exit runs under --runs, the latency at each threshold from their exit shares.
 
 Every case is timed in each round with the others, in an order shuffled afresh each round (drift hits
-all alike, and no case always follows the same one), after a warm-up round; times are medians. `--clock cpu` times with this process's CPU time instead of the
-wall clock: on a machine shared with other jobs, with --threads 1, it leaves out the time the process
-waits for a core (not the slowdown from neighbours sharing caches); a quiet machine needs the default.
+all alike, and no case always follows the same one), after a warm-up round; times are medians.
+`--clock cpu` times with this process's CPU time instead of the wall clock: on a machine shared with
+other jobs, with --threads 1, it leaves out the time the process waits for a core (not the slowdown from
+neighbours sharing caches); a quiet machine needs the default.
 FLOP saving = 1 - GFLOPs / TSN's, conv run = the multiply-adds the realized path's convolutions execute /
 TSN's (what the sparse path computes beyond the FLOPs shows here), latency saving = the median over rounds
 of 1 - realized latency / TSN's in the same round (a ratio measured side by side, so drift between rounds
