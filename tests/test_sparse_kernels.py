@@ -8,11 +8,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "sparse_kernels.py"
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
-def load_benchmark():
-    spec = importlib.util.spec_from_file_location("sparse_kernels", BENCHMARK)
+def load_benchmark(name: str):
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -49,7 +49,7 @@ def expected(name: str, x, weight, per_frame) -> torch.Tensor:
 
 @pytest.mark.parametrize("channels,size,share", [(16, 8, 0.4), (24, 5, 0.6)])
 def test_every_kernel_case_computes_the_channels_it_claims(channels, size, share):
-    benchmark = load_benchmark()
+    benchmark = load_benchmark("sparse_kernels")
     torch.manual_seed(0)
     x, weight, per_frame = benchmark.operands(channels, size, share)
     cases = benchmark.cases(x, weight, per_frame)
@@ -63,16 +63,9 @@ def test_every_kernel_case_computes_the_channels_it_claims(channels, size, share
             assert work == (1.0 if name == "dense" else per_frame.shape[1] / channels), name
 
 
-def load_realized_speed():
-    spec = importlib.util.spec_from_file_location("realized_speed", BENCHMARK.with_name("realized_speed.py"))
-    realized_speed = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(realized_speed)
-    return realized_speed
-
-
 def test_folding_bn1_keeps_what_tsn_computes():
     """realized_speed's control case (TSN with each block's bn1 folded into conv1) is the same function as TSN."""
-    realized_speed = load_realized_speed()
+    realized_speed = load_benchmark("realized_speed")
     torch.manual_seed(0)
     model = realized_speed.build("tsn", "resnet_tiny")
     for bn in (block.bn1 for _, block in model.backbone.blocks()):
@@ -93,6 +86,6 @@ def test_latency_saving_pairs_each_round_with_tsns():
     one from the two medians taken apart (1 - 150/200 = 0.25), which round-to-round drift would skew."""
     tsn = [100.0, 200.0, 300.0]
     case = [80.0, 150.0, 240.0]
-    median, lowest, highest = load_realized_speed().paired_saving(case, tsn)
+    median, lowest, highest = load_benchmark("realized_speed").paired_saving(case, tsn)
     assert (median, lowest) == pytest.approx((0.2, 0.2))
     assert highest == pytest.approx(0.25)
