@@ -1,6 +1,6 @@
 """The benchmarks time what they claim: each sparse_kernels case equals the dense convolution restricted to
-the channels it claims to compute (conv1) or read (conv2); realized_speed's folded TSN equals TSN, and its
-latency saving compares each round with TSN's same round."""
+the channels it claims to compute (conv1) or read (conv2); realized_speed's folded TSN equals TSN, its rounds
+time every case in a fresh order, and its latency saving compares each round with TSN's same round."""
 import importlib.util
 from pathlib import Path
 
@@ -89,3 +89,27 @@ def test_latency_saving_pairs_each_round_with_tsns():
     median, lowest, highest = load_benchmark("realized_speed").paired_saving(case, tsn)
     assert (median, lowest) == pytest.approx((0.2, 0.2))
     assert highest == pytest.approx(0.25)
+
+
+def test_rounds_time_every_case_once_each_in_a_shuffled_order():
+    """Each case is timed once a round after a warm-up round, and every case follows different cases in
+    different rounds (a rotation would keep each one's predecessor)."""
+    calls = []
+
+    class Recording(torch.nn.Module):
+        def __init__(self, name):
+            super().__init__()
+            self.name = name
+
+        def forward(self, clips):
+            calls.append(self.name)
+
+    names = [f"case{i}" for i in range(6)]
+    repeats = 7
+    times = load_benchmark("realized_speed").timed_rounds(
+        {name: Recording(name) for name in names}, torch.zeros(1), torch.device("cpu"), repeats)
+    assert {run: len(t) for run, t in times.items()} == {(name, "masked"): repeats for name in names}
+    rounds = [calls[i:i + len(names)] for i in range(0, len(calls), len(names))]
+    assert len(rounds) == repeats + 1 and all(sorted(r) == names for r in rounds)
+    predecessors = {name: {r[r.index(name) - 1] for r in rounds[1:] if r.index(name)} for name in names}
+    assert all(len(p) > 1 for p in predecessors.values())
