@@ -69,18 +69,20 @@ HEADLINE = (0.6, 0.2, 0.2)
 
 class ReplayedAdaFuse(AdaFuseHook):
     """AdaFuse's policy net runs (its cost stays), its draws are replaced by a replay: per video, each
-    channel holds one action for every frame with probability `static`, else draws one per frame."""
+    channel holds one action for every frame with probability `static`, else draws one per frame. Every
+    forward replays the same draws (from `seed`), so each round times the decisions whose FLOPs are reported."""
 
-    def replay(self, shares, static: float, generator: torch.Generator):
-        self.shares, self.static, self.generator = torch.tensor(shares, dtype=torch.float), static, generator
+    def replay(self, shares, static: float, seed: int):
+        self.shares, self.static, self.seed = torch.tensor(shares, dtype=torch.float), static, seed
 
     def decide(self, out, branch):
         self.logits(branch)
+        generator = torch.Generator().manual_seed(self.seed)
         videos, channels = branch.shape[0] // self.num_segments, self.channels
-        draw = lambda n: torch.multinomial(self.shares, n, True, generator=self.generator)  # noqa: E731
+        draw = lambda n: torch.multinomial(self.shares, n, True, generator=generator)  # noqa: E731
         per_frame = draw(videos * self.num_segments * channels).view(videos, self.num_segments, channels)
         fixed = draw(videos * channels).view(videos, 1, channels)
-        held = torch.rand(videos, 1, channels, generator=self.generator) < self.static
+        held = torch.rand(videos, 1, channels, generator=generator) < self.static
         return one_hot(torch.where(held, fixed, per_frame).flatten(0, 1), branch.dtype).to(branch.device)
 
 
@@ -110,11 +112,10 @@ def fold_bn1(model):
 def adafuse(backbone: str, per_block: list[tuple[list[float], float]] | None = None, mix=None, static=0.0):
     """AdaFuse with replayed decisions: one mix and static share for every block, or one per block."""
     model = build("adafuse", backbone)
-    generator = torch.Generator().manual_seed(0)
     for i, hook in enumerate(model.hooks()):
         hook.__class__ = ReplayedAdaFuse
         shares, held = per_block[i] if per_block else (mix, static)
-        hook.replay(shares, held, generator)
+        hook.replay(shares, held, seed=i)
     return model
 
 

@@ -1,6 +1,7 @@
 """The benchmarks time what they claim: each sparse_kernels case equals the dense convolution restricted to
 the channels it claims to compute (conv1) or read (conv2); realized_speed's folded TSN equals TSN, its rounds
-time every case in a fresh order, and its latency saving compares each round with TSN's same round."""
+time every case in a fresh order, its replayed policies repeat their draws, and its latency saving compares
+each round with TSN's same round."""
 import importlib.util
 from pathlib import Path
 
@@ -113,3 +114,19 @@ def test_rounds_time_every_case_once_each_in_a_shuffled_order():
     assert len(rounds) == repeats + 1 and all(sorted(r) == names for r in rounds)
     predecessors = {name: {r[r.index(name) - 1] for r in rounds[1:] if r.index(name)} for name in names}
     assert all(len(p) > 1 for p in predecessors.values())
+
+
+def test_replayed_policies_draw_the_same_decisions_every_forward():
+    """Each round times the decisions whose FLOPs are reported: a replayed AdaFuse repeats its draws from
+    forward to forward, and a static share of 1 holds every channel's action over the frames."""
+    realized_speed = load_benchmark("realized_speed")
+    clips = torch.randn(1, realized_speed.FRAMES, 3, 32, 32)
+    for static in (0.5, 1.0):
+        model = realized_speed.adafuse("resnet_tiny", mix=realized_speed.HEADLINE, static=static)
+        with torch.no_grad():
+            first = model(clips).flops
+            actions = [hook.actions.clone() for hook in model.hooks()]
+            assert torch.equal(model(clips).flops, first)
+        assert all(torch.equal(hook.actions, a) for hook, a in zip(model.hooks(), actions))
+        held = [(a.argmax(-1) == a.argmax(-1)[:, :1]).all(1).float().mean().item() for a in actions]
+        assert min(held) == 1.0 if static == 1.0 else max(held) < 1.0
