@@ -130,3 +130,17 @@ def test_replayed_policies_draw_the_same_decisions_every_forward():
         assert all(torch.equal(hook.actions, a) for hook, a in zip(model.hooks(), actions))
         held = [(a.argmax(-1) == a.argmax(-1)[:, :1]).all(1).float().mean().item() for a in actions]
         assert min(held) == 1.0 if static == 1.0 else max(held) < 1.0
+
+
+def test_breakdown_charges_each_kind_of_work_to_its_category():
+    """realized_breakdown puts the policy nets and the sparse path's gathers and fuse in their own
+    categories: TSN has neither, AdaFuse's realized path both, and each has its convolutions."""
+    breakdown = load_benchmark("realized_breakdown")
+    models = breakdown.cases("resnet_tiny", 0.5)
+    clips = torch.randn(1, breakdown.rs.FRAMES, 3, 32, 32)
+    figures = {name: breakdown.breakdown(model, clips, 1) for name, model in models.items()}
+    assert len(figures) == 3
+    for name, ms in figures.items():
+        assert ms["convolution"] > 0 and ms["batch norm"] > 0, name
+        charged = (ms["policy"], ms["sparse extra"])
+        assert charged == (0, 0) if name == "TSN" else min(charged) > 0, name

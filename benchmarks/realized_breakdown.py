@@ -1,0 +1,138 @@
+"""Where the time of a realized forward goes: TSN and AdaFuse (replayed, realized path) by kind of work.
+
+    python benchmarks/realized_breakdown.py [--backbones resnet18 resnet50] [--threads 1 2] [--repeats 5]
+                                            [--runs results/runs]
+
+Profiles (torch.profiler, CPU) one video of 8 x 224 x 224 through TSN and through AdaFuse's realized path
+at realized_speed's headline mix, with the trained runs' static share under --runs and with every channel
+holding its action (static 1.00), and sums each operator's own CPU time into
+
+- convolution: every convolution, the sparse path's included (the work AdaFuse's FLOPs shrink);
+- batch norm: the BatchNorm2d layers the sparse path does not fold (bn2 and after, the shortcut's);
+- policy: AdaFuse's policy nets and the replayed draws (all of `decide`);
+- sparse extra: the sparse path's work besides its convolutions (weight and channel gathers, Eq. 3's fuse);
+- Python: time in no operator (the interpreter between operators);
+- other: ReLU, residual adds, pooling, the classifier.
+
+Each category is printed in ms per forward, and AdaFuse's also as a share of TSN's time in that category,
+beside the share of TSN's convolution multiply-adds the realized convolutions execute. The profiler adds
+its own overhead per operator, so the totals run above realized_speed's latencies; what the breakdown
+shows is which kind of work keeps AdaFuse's time from falling as its FLOPs do, at each thread count.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from pathlib import Path
+
+import torch
+from torch.profiler import ProfilerActivity, profile, record_function
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import realized_speed as rs  # noqa: E402
+from vidbench.sparse import set_sparse  # noqa: E402
+
+CATEGORIES = ("convolution", "batch norm", "policy", "sparse extra", "Python", "other")
+LABELS = {"forward": "Python", "policy": "policy", "sparse": "sparse extra"}
+
+
+def labelled(function, label: str):
+    def run(*args, **kwargs):
+        with record_function(label):
+            return function(*args, **kwargs)
+    return run
+
+
+def label_regions(model):
+    """Wrap each policy hook's decisions and sparse block run in named profiler regions."""
+    for hook in model.hooks():
+        hook.decide = labelled(hook.decide, "policy")
+        hook.run = labelled(hook.run, "sparse")
+    return model
+
+
+def category(event) -> str:
+    """The category of one profiler event's own time (see the module docstring)."""
+    regions, parent = set(), event
+    while parent is not None:
+        regions.add(parent.name)
+        parent = parent.cpu_parent
+    if event.name in LABELS:
+        return "Python"
+    if "policy" in regions:
+        return "policy"
+    if "conv" in event.name:
+        return "convolution"
+    if "batch_norm" in event.name:
+        return "batch norm"
+    return "sparse extra" if "sparse" in regions else "other"
+
+
+def breakdown(model, clips, repeats: int) -> dict[str, float]:
+    """ms per forward of `model`'s realized path in each category, over `repeats` profiled forwards after
+    two warm-up ones."""
+    set_sparse(model, True)
+    with torch.no_grad():
+        for _ in range(2):
+            model(clips)
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            for _ in range(repeats):
+                with record_function("forward"):
+                    model(clips)
+    set_sparse(model, False)
+    totals = dict.fromkeys(CATEGORIES, 0.0)
+    for event in prof.events():
+        if event.device_type == torch.autograd.DeviceType.CPU:
+            totals[category(event)] += event.self_cpu_time_total / 1000 / repeats
+    return totals
+
+
+def cases(backbone: str, static: float) -> dict[str, object]:
+    label = "/".join(f"{v:g}" for v in rs.HEADLINE)
+    models = {"TSN": rs.build("tsn", backbone)}
+    for held in sorted({static, 1.0}):
+        model = rs.adafuse(backbone, mix=rs.HEADLINE, static=held)
+        models[f"AdaFuse {label} static {held:.2f}"] = label_regions(model)
+    return models
+
+
+def report(models: dict, conv_macs: dict[str, float], clips, repeats: int) -> None:
+    """One line of ms per category for each case; under each AdaFuse case, its shares of TSN's."""
+    figures = {name: breakdown(model, clips, repeats) for name, model in models.items()}
+    tsn = figures["TSN"]
+    print(f"{'case':<32} {'total':>7} " + " ".join(f"{c:>12}" for c in CATEGORIES) + f" {'conv MACs':>9}")
+    for name, ms in figures.items():
+        print(f"{name:<32} {sum(ms.values()):7.1f} " + " ".join(f"{ms[c]:12.1f}" for c in CATEGORIES))
+        if name != "TSN":
+            shares = " ".join(f"{ms[c] / tsn[c]:12.2f}" if tsn[c] > 0 else f"{'-':>12}" for c in CATEGORIES)
+            print(f"{'  / TSN':<32} {sum(ms.values()) / sum(tsn.values()):7.2f} {shares} "
+                  f"{conv_macs[name] / conv_macs['TSN']:9.2f}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backbones", nargs="+", default=["resnet18", "resnet50"])
+    parser.add_argument("--threads", nargs="+", type=int, default=[1, torch.get_num_threads()])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--runs", type=Path, default=Path("results/runs"))
+    args = parser.parse_args()
+    runs = rs.trained_shares(args.runs, "adafuse")
+    static = statistics.mean(r["stats"]["static_share"] for r in runs) if runs else 0.0
+    clips = torch.randn(1, rs.FRAMES, 3, rs.SIZE, rs.SIZE, generator=torch.Generator().manual_seed(0))
+    print(f"torch {torch.__version__}, {rs.FRAMES} frames of {rs.SIZE}x{rs.SIZE}, batch 1, {args.repeats} profiled "
+          f"forwards; ms per forward; static share {static:.2f} from {len(runs)} trained AdaFuse run(s)")
+    for backbone in args.backbones:
+        models = cases(backbone, static)
+        with torch.no_grad():
+            conv_macs = {name: rs.realized_forward(model, clips)[1] for name, model in models.items()}
+        for threads in args.threads:
+            torch.set_num_threads(threads)
+            print(f"\n== {backbone}, {threads} thread(s)")
+            report(models, conv_macs, clips, args.repeats)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
