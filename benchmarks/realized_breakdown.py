@@ -35,7 +35,7 @@ import realized_speed as rs  # noqa: E402
 from vidbench.sparse import set_sparse  # noqa: E402
 
 CATEGORIES = ("convolution", "batch norm", "policy", "sparse extra", "Python", "other")
-LABELS = {"forward": "Python", "policy": "policy", "sparse": "sparse extra"}
+REGIONS = {"forward", "policy", "sparse"}   # the labelled regions; their own time is the interpreter's
 
 
 def labelled(function, label: str):
@@ -59,7 +59,7 @@ def category(event) -> str:
     while parent is not None:
         regions.add(parent.name)
         parent = parent.cpu_parent
-    if event.name in LABELS:
+    if event.name in REGIONS:
         return "Python"
     if "policy" in regions:
         return "policy"
