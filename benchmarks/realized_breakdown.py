@@ -15,9 +15,14 @@ holding its action (static 1.00), and sums each operator's own CPU time into
 - other: ReLU, residual adds, pooling, the classifier.
 
 Each category is printed in ms per forward, and AdaFuse's also as a share of TSN's time in that category,
-beside the share of TSN's convolution multiply-adds the realized convolutions execute. The profiler adds
-its own overhead per operator, so the totals run above realized_speed's latencies; what the breakdown
-shows is which kind of work keeps AdaFuse's time from falling as its FLOPs do, at each thread count.
+beside the share of TSN's convolution multiply-adds the realized convolutions execute. Under each AdaFuse
+case, `conv bound` is the latency saving its convolutions alone would bring if they shrank with the
+multiply-adds they run, at TSN's time per multiply-add, and nothing else changed (TSN's convolution share
+of time x the multiply-adds saved), and that saving over the case's FLOP saving: what is left for the
+realized share when the rest of the forward (batch norm, ReLU, residual adds, pooling, which FLOPs do not
+count) keeps TSN's time. The profiler adds its own overhead per operator, so the totals run above
+realized_speed's latencies; what the breakdown shows is which kind of work keeps AdaFuse's time from
+falling as its FLOPs do, at each thread count.
 """
 from __future__ import annotations
 
@@ -32,6 +37,7 @@ from torch.profiler import ProfilerActivity, profile, record_function
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import realized_speed as rs  # noqa: E402
+from vidbench.engine import keep_freed_memory  # noqa: E402
 from vidbench.sparse import set_sparse  # noqa: E402
 
 CATEGORIES = ("convolution", "batch norm", "policy", "sparse extra", "Python", "other")
@@ -98,17 +104,30 @@ def cases(backbone: str, static: float) -> dict[str, object]:
     return models
 
 
-def report(models: dict, conv_macs: dict[str, float], clips, repeats: int) -> None:
-    """One line of ms per category for each case; under each AdaFuse case, its shares of TSN's."""
+def conv_bound(tsn_ms: dict[str, float], conv_macs_share: float, flop_saving: float) -> tuple[float, float]:
+    """(latency saving, that over the FLOP saving) if only the convolutions shrank, with their multiply-adds,
+    from TSN's profile `tsn_ms`."""
+    saving = tsn_ms["convolution"] / sum(tsn_ms.values()) * (1 - conv_macs_share)
+    return saving, saving / flop_saving
+
+
+def report(models: dict, measured: dict[str, tuple[float, float]], clips, repeats: int) -> None:
+    """One line of ms per category for each case; under each AdaFuse case, its shares of TSN's and its
+    convolution bound. `measured`: name -> (GFLOPs, convolution GMACs run) of its realized forward."""
     figures = {name: breakdown(model, clips, repeats) for name, model in models.items()}
     tsn = figures["TSN"]
+    conv_macs = {name: m[1] for name, m in measured.items()}
     print(f"{'case':<32} {'total':>7} " + " ".join(f"{c:>12}" for c in CATEGORIES) + f" {'conv MACs':>9}")
     for name, ms in figures.items():
         print(f"{name:<32} {sum(ms.values()):7.1f} " + " ".join(f"{ms[c]:12.1f}" for c in CATEGORIES))
         if name != "TSN":
             shares = " ".join(f"{ms[c] / tsn[c]:12.2f}" if tsn[c] > 0 else f"{'-':>12}" for c in CATEGORIES)
-            print(f"{'  / TSN':<32} {sum(ms.values()) / sum(tsn.values()):7.2f} {shares} "
-                  f"{conv_macs[name] / conv_macs['TSN']:9.2f}")
+            macs_share = conv_macs[name] / conv_macs["TSN"]
+            print(f"{'  / TSN':<32} {sum(ms.values()) / sum(tsn.values()):7.2f} {shares} {macs_share:9.2f}")
+            flop_saving = 1 - measured[name][0] / measured["TSN"][0]
+            saving, realized = conv_bound(tsn, macs_share, flop_saving)
+            print(f"{'  conv bound':<32} convolutions alone: latency saving {saving:.2f} at FLOP saving "
+                  f"{flop_saving:.2f}, realized {realized:.2f}")
 
 
 def main() -> int:
@@ -118,6 +137,7 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--runs", type=Path, default=Path("results/runs"))
     args = parser.parse_args()
+    keep_freed_memory()   # as realized_speed, which times the same models, runs them
     runs = rs.trained_shares(args.runs, "adafuse")
     static = statistics.mean(r["stats"]["static_share"] for r in runs) if runs else 0.0
     clips = torch.randn(1, rs.FRAMES, 3, rs.SIZE, rs.SIZE, generator=torch.Generator().manual_seed(0))
@@ -126,11 +146,11 @@ def main() -> int:
     for backbone in args.backbones:
         models = cases(backbone, static)
         with torch.no_grad():
-            conv_macs = {name: rs.realized_forward(model, clips)[1] for name, model in models.items()}
+            measured = {name: rs.realized_forward(model, clips) for name, model in models.items()}
         for threads in args.threads:
             torch.set_num_threads(threads)
             print(f"\n== {backbone}, {threads} thread(s)")
-            report(models, conv_macs, clips, args.repeats)
+            report(models, measured, clips, args.repeats)
     return 0
 
 

@@ -144,3 +144,11 @@ def test_breakdown_charges_each_kind_of_work_to_its_category():
         assert ms["convolution"] > 0 and ms["batch norm"] > 0, name
         charged = (ms["policy"], ms["sparse extra"])
         assert charged == (0, 0) if name == "TSN" else min(charged) > 0, name
+
+
+def test_conv_bound_is_tsn_conv_share_times_macs_saved():
+    """The bound takes TSN's share of time in convolutions (here half) times the multiply-adds saved."""
+    breakdown = load_benchmark("realized_breakdown")
+    tsn_ms = dict.fromkeys(breakdown.CATEGORIES, 10.0) | {"convolution": 50.0}
+    saving, realized = breakdown.conv_bound(tsn_ms, conv_macs_share=0.6, flop_saving=0.4)
+    assert saving == pytest.approx(0.2) and realized == pytest.approx(0.5)
