@@ -10,8 +10,8 @@ through its masked path (every channel computed, then masked) and its realized p
 (`vidbench.sparse.set_sparse`). Weights are random: what is timed is the work, and the policy
 methods' decisions are replayed, so a synthetic run's policy is timed on a real-size network:
 
-- AdaFuse (its policy nets run and are timed; their draws are replaced): actions drawn per video,
-  channel and frame from a [skip, reuse, keep] mix; a `static` share of the channels draws one action
+- AdaFuse (its policy nets and their argmax run and are timed; their decisions are replaced): actions
+  drawn per video, channel and frame from a [skip, reuse, keep] mix; a `static` share of the channels draws one action
   for the whole video (trained AdaFuse policies hold most channels' action fixed over the frames: the
   share is read from the trained runs' metrics.json under --runs, stats.static_share; 0 without runs).
   Each mix is timed with that static share and fully per frame (static 0), the headline mix also with
@@ -68,22 +68,31 @@ HEADLINE = (0.6, 0.2, 0.2)
 
 
 class ReplayedAdaFuse(AdaFuseHook):
-    """AdaFuse's policy net runs (its cost stays), its draws are replaced by a replay: per video, each
-    channel holds one action for every frame with probability `static`, else draws one per frame. Every
-    forward replays the same draws (from `seed`), so each round times the decisions whose FLOPs are reported."""
+    """AdaFuse's own decision runs (policy net, argmax: its cost stays) and is replaced by a replay: per
+    video, each channel holds one action for every frame with probability `static`, else draws one per
+    frame. The draws are made once per batch size (from `seed`) and every forward replays them, so each
+    round times the decisions whose FLOPs are reported, and no drawing."""
 
     def replay(self, shares, static: float, seed: int):
         self.shares, self.static, self.seed = torch.tensor(shares, dtype=torch.float), static, seed
+        self.draws: dict[tuple[int, torch.device], torch.Tensor] = {}
 
     def decide(self, out, branch):
-        self.logits(branch)
+        super().decide(out, branch)
+        key = (branch.shape[0] // self.num_segments, branch.device)
+        if key not in self.draws:
+            self.draws[key] = one_hot(self.draw(key[0]), branch.dtype).to(branch.device)
+        return self.draws[key]
+
+    def draw(self, videos: int) -> torch.Tensor:
+        """Action indices [videos * T, C] of the replay."""
         generator = torch.Generator().manual_seed(self.seed)
-        videos, channels = branch.shape[0] // self.num_segments, self.channels
+        channels = self.channels
         draw = lambda n: torch.multinomial(self.shares, n, True, generator=generator)  # noqa: E731
         per_frame = draw(videos * self.num_segments * channels).view(videos, self.num_segments, channels)
         fixed = draw(videos * channels).view(videos, 1, channels)
         held = torch.rand(videos, 1, channels, generator=generator) < self.static
-        return one_hot(torch.where(held, fixed, per_frame).flatten(0, 1), branch.dtype).to(branch.device)
+        return torch.where(held, fixed, per_frame).flatten(0, 1)
 
 
 COSTS: dict[tuple[str, str], dict] = {}   # fvcore's table per method and backbone (options here change no shape)

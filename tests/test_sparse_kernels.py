@@ -116,17 +116,24 @@ def test_rounds_time_every_case_once_each_in_a_shuffled_order():
     assert all(len(p) > 1 for p in predecessors.values())
 
 
-def test_replayed_policies_draw_the_same_decisions_every_forward():
-    """Each round times the decisions whose FLOPs are reported: a replayed AdaFuse repeats its draws from
-    forward to forward, and a static share of 1 holds every channel's action over the frames."""
+def test_replayed_policies_draw_the_same_decisions_every_forward(monkeypatch):
+    """Each round times the decisions whose FLOPs are reported: a replayed AdaFuse runs its own decision
+    (its cost is timed) in every block and forward, repeats its draws from forward to forward, and a
+    static share of 1 holds every channel's action over the frames."""
     realized_speed = load_benchmark("realized_speed")
+    decided = []
+    own_decision = realized_speed.AdaFuseHook.decide
+    monkeypatch.setattr(realized_speed.AdaFuseHook, "decide",
+                        lambda hook, out, branch: decided.append(hook) or own_decision(hook, out, branch))
     clips = torch.randn(1, realized_speed.FRAMES, 3, 32, 32)
     for static in (0.5, 1.0):
         model = realized_speed.adafuse("resnet_tiny", mix=realized_speed.HEADLINE, static=static)
+        decided.clear()
         with torch.no_grad():
             first = model(clips).flops
             actions = [hook.actions.clone() for hook in model.hooks()]
             assert torch.equal(model(clips).flops, first)
+        assert decided == model.hooks() * 2
         assert all(torch.equal(hook.actions, a) for hook, a in zip(model.hooks(), actions))
         held = [(a.argmax(-1) == a.argmax(-1)[:, :1]).all(1).float().mean().item() for a in actions]
         assert min(held) == 1.0 if static == 1.0 else max(held) < 1.0
