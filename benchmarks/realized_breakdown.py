@@ -9,7 +9,8 @@ holding its action (static 1.00), and sums each operator's own CPU time into
 
 - convolution: every convolution, the sparse path's included (the work AdaFuse's FLOPs shrink);
 - batch norm: the BatchNorm2d layers the sparse path does not fold (bn2 and after, the shortcut's);
-- policy: AdaFuse's policy nets and the replayed draws (all of `decide`);
+- policy: AdaFuse's policy nets and their argmax, which the replay runs before it substitutes its draws
+  (all of `decide`);
 - sparse extra: the sparse path's work besides its convolutions (weight and channel gathers, Eq. 3's fuse);
 - Python: time in no operator (the interpreter between operators);
 - other: ReLU, residual adds, pooling, the classifier.

@@ -11,9 +11,10 @@ through its masked path (every channel computed, then masked) and its realized p
 methods' decisions are replayed, so a synthetic run's policy is timed on a real-size network:
 
 - AdaFuse (its policy nets and their argmax run and are timed; their decisions are replaced): actions
-  drawn per video, channel and frame from a [skip, reuse, keep] mix; a `static` share of the channels draws one action
-  for the whole video (trained AdaFuse policies hold most channels' action fixed over the frames: the
-  share is read from the trained runs' metrics.json under --runs, stats.static_share; 0 without runs).
+  drawn per video, channel and frame from a [skip, reuse, keep] mix; a `static` share of the channels
+  draws one action for the whole video (trained AdaFuse policies hold most channels' action fixed over
+  the frames: the share is read from the trained runs' metrics.json under --runs, stats.static_share; 0
+  without runs).
   Each mix is timed with that static share and fully per frame (static 0), the headline mix also with
   every channel holding one action (static 1.00: the most the sparse path can realize). With trained
   runs, also replayed at their per-block skip/reuse/keep and static shares (each stage of the real
@@ -86,8 +87,7 @@ class ReplayedAdaFuse(AdaFuseHook):
 
     def draw(self, videos: int) -> torch.Tensor:
         """Action indices [videos * T, C] of the replay."""
-        generator = torch.Generator().manual_seed(self.seed)
-        channels = self.channels
+        generator, channels = torch.Generator().manual_seed(self.seed), self.channels
         draw = lambda n: torch.multinomial(self.shares, n, True, generator=generator)  # noqa: E731
         per_frame = draw(videos * self.num_segments * channels).view(videos, self.num_segments, channels)
         fixed = draw(videos * channels).view(videos, 1, channels)
