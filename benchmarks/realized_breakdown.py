@@ -1,7 +1,7 @@
 """Where the time of a realized forward goes: TSN and AdaFuse (replayed, realized path) by kind of work.
 
     python benchmarks/realized_breakdown.py [--backbones resnet18 resnet50] [--threads 1 2] [--repeats 5]
-                                            [--runs results/runs]
+                                            [--rounds 3] [--runs results/runs]
 
 Profiles (torch.profiler, CPU) one video of 8 x 224 x 224 through TSN and through AdaFuse's realized path
 at realized_speed's headline mix, with the trained runs' static share under --runs and with every channel
@@ -17,22 +17,32 @@ holding its action (static 1.00), and sums each operator's own CPU time into
 
 Each category is printed in ms per forward, and AdaFuse's also as a share of TSN's time in that category,
 beside the share of TSN's convolution multiply-adds the realized convolutions execute. Under each AdaFuse
-case, `conv bound` is the latency saving its convolutions alone would bring if they shrank with the
-multiply-adds they run, at TSN's time per multiply-add, and nothing else changed (TSN's convolution share
-of time x the multiply-adds saved), and that saving over the case's FLOP saving: what is left for the
-realized share when the rest of the forward (batch norm, ReLU, residual adds, pooling, which FLOPs do not
-count) keeps TSN's time. The profiler adds its own overhead per operator, so the totals run above
-realized_speed's latencies; what the breakdown shows is which kind of work keeps AdaFuse's time from
-falling as its FLOPs do, at each thread count.
+case, two bounds, each a latency saving and that over the case's FLOP saving:
+
+- `conv bound`: its convolutions alone, if they shrank with the multiply-adds they run, at TSN's time per
+  multiply-add, and nothing else changed (TSN's convolution share of time x the multiply-adds saved): what
+  is left for the realized share when the rest of the forward (batch norm, ReLU, residual adds, pooling,
+  which FLOPs do not count) keeps TSN's time;
+- `kernel bound`: the same if the convolutions ran only the multiply-adds the FLOP count gives them (a
+  kernel that takes a channel list per frame, at dense speed), less the policy nets' profiled time: what
+  any sparse kernel could realize with AdaFuse's decisions paid for and no other work of its own.
+
+Every case is profiled once per round (--rounds), in an order shuffled afresh each round, and each
+category's time is its median over the rounds (memory-bound operators such as batch norm vary 2x from one
+profiled run of the same model to the next on a shared host). The profiler adds its own overhead per
+operator, so the totals run above realized_speed's latencies; what the breakdown shows is which kind of
+work keeps AdaFuse's time from falling as its FLOPs do, at each thread count.
 """
 from __future__ import annotations
 
 import argparse
+import random
 import statistics
 import sys
 from pathlib import Path
 
 import torch
+from torch import nn
 from torch.profiler import ProfilerActivity, profile, record_function
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -105,17 +115,40 @@ def cases(backbone: str, static: float) -> dict[str, object]:
     return models
 
 
-def conv_bound(tsn_ms: dict[str, float], conv_macs_share: float, flop_saving: float) -> tuple[float, float]:
+def median_breakdowns(models: dict, clips, repeats: int, rounds: int) -> dict[str, dict[str, float]]:
+    """Name -> each category's median ms per forward over `rounds` rounds, each profiling every case once
+    in a fresh order (drift between rounds hits all cases alike)."""
+    samples: dict[str, list[dict[str, float]]] = {name: [] for name in models}
+    for _ in range(rounds):
+        for name in random.sample(list(models), len(models)):
+            samples[name].append(breakdown(models[name], clips, repeats))
+    return {name: {c: statistics.median(s[c] for s in runs) for c in CATEGORIES} for name, runs in samples.items()}
+
+
+def counted_conv_share(model, gflops: float, tsn) -> float:
+    """The share of TSN's convolution multiply-adds that `model`'s FLOP count, `gflops` per video, gives its
+    convolutions: their dense cost less what its decisions save (every saving of a policy block is in its
+    convolutions; the rest of its cost table, policy nets included, is dense)."""
+    def conv_macs(m):
+        return sum(m.costs[name] for name, module in m.named_modules() if isinstance(module, nn.Conv2d))
+    saved = model.dense_flops - gflops * 1e9
+    return (conv_macs(model) - saved) / conv_macs(tsn)
+
+
+def conv_bound(tsn_ms: dict[str, float], conv_macs_share: float, flop_saving: float,
+               own_ms: float = 0.0) -> tuple[float, float]:
     """(latency saving, that over the FLOP saving) if only the convolutions shrank, with their multiply-adds,
-    from TSN's profile `tsn_ms`."""
-    saving = tsn_ms["convolution"] / sum(tsn_ms.values()) * (1 - conv_macs_share)
+    from TSN's profile `tsn_ms`, and the case added `own_ms` of work of its own."""
+    total = sum(tsn_ms.values())
+    saving = tsn_ms["convolution"] / total * (1 - conv_macs_share) - own_ms / total
     return saving, saving / flop_saving
 
 
-def report(models: dict, measured: dict[str, tuple[float, float]], clips, repeats: int) -> None:
+def report(models: dict, measured: dict[str, tuple[float, float]], clips, repeats: int, rounds: int) -> None:
     """One line of ms per category for each case; under each AdaFuse case, its shares of TSN's and its
-    convolution bound. `measured`: name -> (GFLOPs, convolution GMACs run) of its realized forward."""
-    figures = {name: breakdown(model, clips, repeats) for name, model in models.items()}
+    convolution and kernel bounds. `measured`: name -> (GFLOPs, convolution GMACs run) of its realized
+    forward."""
+    figures = median_breakdowns(models, clips, repeats, rounds)
     tsn = figures["TSN"]
     conv_macs = {name: m[1] for name, m in measured.items()}
     print(f"{'case':<32} {'total':>7} " + " ".join(f"{c:>12}" for c in CATEGORIES) + f" {'conv MACs':>9}")
@@ -129,13 +162,18 @@ def report(models: dict, measured: dict[str, tuple[float, float]], clips, repeat
             saving, realized = conv_bound(tsn, macs_share, flop_saving)
             print(f"{'  conv bound':<32} convolutions alone: latency saving {saving:.2f} at FLOP saving "
                   f"{flop_saving:.2f}, realized {realized:.2f}")
+            counted = counted_conv_share(models[name], measured[name][0], models["TSN"])
+            saving, realized = conv_bound(tsn, counted, flop_saving, own_ms=ms["policy"])
+            print(f"{'  kernel bound':<32} convolutions at the counted {counted:.2f} of TSN's multiply-adds, policy "
+                  f"nets {ms['policy']:.1f} ms: latency saving {saving:.2f}, realized {realized:.2f}")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backbones", nargs="+", default=["resnet18", "resnet50"])
     parser.add_argument("--threads", nargs="+", type=int, default=[1, torch.get_num_threads()])
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=5, help="profiled forwards per case and round")
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--runs", type=Path, default=Path("results/runs"))
     args = parser.parse_args()
     keep_freed_memory()   # as realized_speed, which times the same models, runs them
@@ -143,7 +181,8 @@ def main() -> int:
     static = statistics.mean(r["stats"]["static_share"] for r in runs) if runs else 0.0
     clips = torch.randn(1, rs.FRAMES, 3, rs.SIZE, rs.SIZE, generator=torch.Generator().manual_seed(0))
     print(f"torch {torch.__version__}, {rs.FRAMES} frames of {rs.SIZE}x{rs.SIZE}, batch 1, {args.repeats} profiled "
-          f"forwards; ms per forward; static share {static:.2f} from {len(runs)} trained AdaFuse run(s)")
+          f"forwards per case in each of {args.rounds} rounds; median ms per forward; static share {static:.2f} "
+          f"from {len(runs)} trained AdaFuse run(s)")
     for backbone in args.backbones:
         models = cases(backbone, static)
         with torch.no_grad():
@@ -151,7 +190,7 @@ def main() -> int:
         for threads in args.threads:
             torch.set_num_threads(threads)
             print(f"\n== {backbone}, {threads} thread(s)")
-            report(models, measured, clips, args.repeats)
+            report(models, measured, clips, args.repeats, args.rounds)
     return 0
 
 

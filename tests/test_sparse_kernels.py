@@ -159,3 +159,39 @@ def test_conv_bound_is_tsn_conv_share_times_macs_saved():
     tsn_ms = dict.fromkeys(breakdown.CATEGORIES, 10.0) | {"convolution": 50.0}
     saving, realized = breakdown.conv_bound(tsn_ms, conv_macs_share=0.6, flop_saving=0.4)
     assert saving == pytest.approx(0.2) and realized == pytest.approx(0.5)
+
+
+def test_kernel_bound_takes_the_counted_multiply_adds_and_charges_the_policy_nets():
+    """The kernel bound's convolution share is what the FLOP count gives: all of TSN's for a model whose
+    decisions save nothing, and below it by exactly the FLOPs saved; the policy nets' time comes off."""
+    breakdown = load_benchmark("realized_breakdown")
+    tsn = breakdown.rs.build("tsn", "resnet_tiny")
+    adafuse = breakdown.rs.adafuse("resnet_tiny", mix=breakdown.rs.HEADLINE, static=1.0)
+    tsn_conv = sum(tsn.costs[n] for n, m in tsn.named_modules() if isinstance(m, torch.nn.Conv2d))
+    assert breakdown.counted_conv_share(adafuse, adafuse.dense_flops / 1e9, tsn) == pytest.approx(1.0)
+    saved = 0.25 * tsn_conv
+    share = breakdown.counted_conv_share(adafuse, (adafuse.dense_flops - saved) / 1e9, tsn)
+    assert share == pytest.approx(0.75)
+    tsn_ms = dict.fromkeys(breakdown.CATEGORIES, 10.0) | {"convolution": 50.0}
+    saving, realized = breakdown.conv_bound(tsn_ms, conv_macs_share=0.6, flop_saving=0.4, own_ms=5.0)
+    assert saving == pytest.approx(0.15) and realized == pytest.approx(0.375)
+
+
+def test_breakdown_medians_are_taken_over_rounds_in_fresh_orders(monkeypatch):
+    """Each case is profiled once per round, in a fresh order, and each category reports its median."""
+    breakdown = load_benchmark("realized_breakdown")
+    calls = []
+
+    def profiled(model, clips, repeats):
+        calls.append(model)
+        return dict.fromkeys(breakdown.CATEGORIES, float(len(calls)))
+
+    monkeypatch.setattr(breakdown, "breakdown", profiled)
+    names = [f"case{i}" for i in range(5)]
+    figures = breakdown.median_breakdowns({name: name for name in names}, None, 1, rounds=7)
+    rounds = [calls[i:i + len(names)] for i in range(0, len(calls), len(names))]
+    assert len(rounds) == 7 and all(sorted(r) == names for r in rounds)
+    assert len({tuple(r) for r in rounds}) > 1
+    for name in names:
+        seen = sorted(i + 1 for i, call in enumerate(calls) if call == name)
+        assert figures[name]["convolution"] == seen[3]
