@@ -7,6 +7,8 @@ For each stage (64 channels at 56x56 ... 512 at 7x7) and a share of the channels
 under AdaFuse's headline mix 0.6/0.2/0.2), times
 
 - dense: every channel, all frames in one call (what TSN runs);
+- per frame, every channel: the same work as one call per frame with the whole weight (a control: what
+  calling per frame costs by itself, without gathering channels);
 - same channels: one call over all frames for a share of the output (conv1) or input (conv2) channels,
   the same for every frame (what the policy blocks' sparse path runs per video), also with the count
   rounded up to a multiple of 8;
@@ -97,6 +99,7 @@ def cases(x: torch.Tensor, weight: torch.Tensor, per_frame: torch.Tensor):
     in_weight, out_weight, out_aligned = weight[:, :kept].contiguous(), weight[:kept], weight[:aligned]
     return {
         "dense": (lambda: F.conv2d(x, weight, padding=1), 1.0),
+        "per frame, every channel": (lambda: [F.conv2d(x[t:t + 1], weight, padding=1) for t in range(FRAMES)], 1.0),
         "same channels, conv1 (outputs)": (lambda: F.conv2d(x, out_weight, padding=1), kept / channels),
         f"  ... rounded up to {aligned}": (lambda: F.conv2d(x, out_aligned, padding=1), kept / channels),
         "same channels, conv2 (inputs)": (lambda: F.conv2d(inputs, in_weight, padding=1), kept / channels),

@@ -41,7 +41,7 @@ def expected(name: str, x, weight, per_frame) -> torch.Tensor:
     if "inputs" in name:
         return F.conv2d(x * reads, weight, padding=1)
     dense = F.conv2d(x, weight, padding=1)
-    if name == "dense":
+    if name in ("dense", "per frame, every channel"):
         return dense
     if per_frame_cases:
         return torch.stack([dense[t, per_frame[t]] for t in range(frames)])
@@ -54,14 +54,15 @@ def test_every_kernel_case_computes_the_channels_it_claims(channels, size, share
     torch.manual_seed(0)
     x, weight, per_frame = benchmark.operands(channels, size, share)
     cases = benchmark.cases(x, weight, per_frame)
-    assert len(cases) == 10
+    assert len(cases) == 11
     with torch.no_grad():
         for name, (call, work) in cases.items():
             result = frame_major(call(), benchmark.FRAMES, size)
             want = expected(name, x, weight, per_frame)
             assert result.shape == want.shape, name
             torch.testing.assert_close(result, want, atol=1e-4, rtol=1e-4, msg=name)
-            assert work == (1.0 if name == "dense" else per_frame.shape[1] / channels), name
+            every_channel = name in ("dense", "per frame, every channel")
+            assert work == (1.0 if every_channel else per_frame.shape[1] / channels), name
 
 
 def test_folding_bn1_keeps_what_tsn_computes():
