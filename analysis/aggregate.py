@@ -21,7 +21,7 @@ import json
 import math
 from pathlib import Path
 
-from vidbench.backbones import per_backbone
+from vidbench.backbone_values import per_backbone
 from vidbench.errors import InputError
 from vidbench.io import write_text
 

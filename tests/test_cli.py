@@ -18,6 +18,25 @@ def vidbench(*args) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "vidbench", *args], capture_output=True, text=True, timeout=120)
 
 
+REPORT_COMMANDS = ("aggregate", "tables", "plots", "claims", "realized", "policy-plots")
+
+
+def test_the_report_commands_and_the_workflows_config_do_not_import_torch():
+    """Each report job and the workflow's own process would spend about a second importing it."""
+    modules = [COMMANDS[name][0] for name in REPORT_COMMANDS] + ["vidbench.config", "vidbench.sources"]
+    code = (f"import importlib, sys\nfor m in {modules!r}: importlib.import_module(m)\n"
+            "from vidbench.plugins import discover\ndiscover()\nprint('torch' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
+
+
+def test_every_backbone_is_named_where_the_configs_read_backbone_names():
+    from vidbench.backbone_values import BACKBONES
+    from vidbench.backbones import backbone_names
+    assert sorted(BACKBONES) == backbone_names()
+
+
 def test_version_prints_the_package_version():
     result = vidbench("--version")
     assert result.returncode == 0 and result.stdout.strip() == f"vidbench {__version__}"

@@ -22,26 +22,21 @@ from typing import Callable
 import torch
 from torch import nn
 
+from vidbench.backbone_values import BACKBONES
 from vidbench.errors import InputError
 
 _BACKBONES: dict[str, Callable[..., "ResNet"]] = {}
 
 
 def register_backbone(fn):
+    if fn.__name__ not in BACKBONES:
+        raise ValueError(f"backbone {fn.__name__!r} is not in vidbench.backbone_values.BACKBONES: add it there")
     _BACKBONES[fn.__name__] = fn
     return fn
 
 
 def backbone_names() -> list[str]:
     return sorted(_BACKBONES)
-
-
-def per_backbone(value, backbone: str):
-    """A value written per backbone, {resnet18: v, resnet50: v, default: v}, -> this backbone's v
-    (the `default` entry, else None, when the backbone is not listed); other values unchanged."""
-    if isinstance(value, dict) and value and set(value) <= set(_BACKBONES) | {"default"}:
-        return value.get(backbone, value.get("default"))
-    return value
 
 
 def create_backbone(name: str, **kwargs) -> "ResNet":

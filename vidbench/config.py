@@ -19,7 +19,7 @@ from pathlib import Path
 import yaml
 
 from vidbench import io as vio
-from vidbench.backbones import per_backbone
+from vidbench.backbone_values import per_backbone
 from vidbench.errors import InputError, close_match
 from vidbench.plugins import Method, broken_methods, discover, methods_dir
 from vidbench.sources import ConfigSources, type_overrides

@@ -21,7 +21,7 @@ from pathlib import Path
 import yaml
 
 from vidbench import io as vio
-from vidbench.backbones import per_backbone
+from vidbench.backbone_values import per_backbone
 from vidbench.errors import InputError, close_match
 
 MANIFEST_KEYS = {"title", "citation", "paper_label", "defaults", "operating_points", "default_points", "sweep",
