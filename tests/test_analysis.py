@@ -403,7 +403,8 @@ def test_realized_table_ratios_to_tsn_in_csv_md_and_tex(tmp_path):
 
     rows = [{"dataset": "synth-sthv1", "method": m, "point": "default", "backbone": "resnet_tiny", "seed": s,
              "title": m.upper(), "top1": 50.0, "gflops": g, "latency_ms": t, "latency_masked_ms": t * 1.5}
-            for s in (0, 1) for m, g, t in (("tsn", 2.0, 10.0), ("adafuse", 1.0, 8.0), ("tsm", 2.0, 11.0))]
+            for s in (0, 1) for m, g, t in (("tsn", 2.0, 10.0), ("adafuse", 1.0, 8.0), ("tsm", 2.0, 11.0),
+                                            ("lstm", 2.2, 15.0))]
     pd.DataFrame(rows).to_csv(tmp_path / "summary.csv", index=False)
     realized.run(SimpleNamespace(summary=tmp_path / "summary.csv", out=tmp_path / "tables"))
 
@@ -413,6 +414,7 @@ def test_realized_table_ratios_to_tsn_in_csv_md_and_tex(tmp_path):
     assert table.loc["adafuse", "masked_latency_ratio"] == pytest.approx(1.2)
     assert table.loc["adafuse", "realized"] == pytest.approx(0.4)  # 20% of time saved out of 50% of FLOPs
     assert math.isnan(table.loc["tsm", "realized"]) and table.loc["adafuse", "n"] == 2  # no FLOP saving to realize
+    assert math.isnan(table.loc["lstm", "realized"])  # more FLOPs and more time than TSN: (-0.5) / (-0.1) is no 5
     assert "| ADAFUSE | default | 50.0 | 1.0000 | 8.00 | 0.50 | 0.80 | 1.20 | 0.40 |" in \
         (tmp_path / "tables" / "realized.md").read_text()
     tex = (tmp_path / "tables" / "realized.tex").read_text()
