@@ -33,8 +33,9 @@ FLOP saving = 1 - GFLOPs / TSN's, conv run = the multiply-adds the realized path
 TSN's (what the sparse path computes beyond the FLOPs shows here), latency saving = the median over rounds
 of 1 - realized latency / TSN's in the same round (a ratio measured side by side, so drift between rounds
 cancels), `rounds` its lowest and highest round, realized = latency saving / FLOP saving (nan under a FLOP
-saving of 0.01: a case costing more than TSN has none to realize). The last lines, one per backbone, give
-AdaFuse at the headline mix (HEADLINE, >= 40% FLOP saving on both backbones) at batch 1 on the CPU:
+saving of 0.01, as in results/tables/realized.md: a case costing more than TSN has none to realize). The
+last lines, one per backbone, give AdaFuse at the headline mix (HEADLINE, >= 40% FLOP saving on both
+backbones) at batch 1 on the CPU:
 
     AdaFuse-resnet50: FLOP saving 0.xx, latency saving 0.xx (rounds 0.xx to 0.xx), realized 0.xx (0.xx to 0.xx)
 """
@@ -54,6 +55,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from analysis.realized import realized_share  # noqa: E402
 from vidbench.backbones import Identity  # noqa: E402
 from vidbench.engine import keep_freed_memory  # noqa: E402
 from vidbench.flops import attach, attach_costs  # noqa: E402
@@ -249,7 +251,7 @@ def report(models, clips, times) -> dict[str, dict]:
         masked, realized = (1000 * statistics.median(t) for t in (times[name, "masked"], realized_rounds))
         flop_saving = 1 - gflops[name] / gflops["TSN"]
         latency_saving, lowest, highest = paired_saving(realized_rounds, tsn_rounds)
-        share = latency_saving / flop_saving if flop_saving >= 0.01 else float("nan")  # none without a saving
+        share = realized_share(1 - flop_saving, 1 - latency_saving)
         figures[name] = dict(gflops=gflops[name], flop_saving=flop_saving, latency_saving=latency_saving,
                              latency_saving_rounds=(lowest, highest), realized=share, masked_ms=masked,
                              realized_ms=realized, conv_gmacs_run=run[name])
