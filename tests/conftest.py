@@ -2,14 +2,10 @@
 from __future__ import annotations
 
 import pytest
-import yaml
+from fixtures_data import tiny_sthv1, tiny_sthv1_config
 from hypothesis import settings
 
 from vidbench import config as cfg
-from vidbench.data.prepare import prepare
-from vidbench.data.synth import generate
-
-TEST_CONFIG = cfg.DEFAULT_CONFIG.parent / "test.yaml"
 
 # property tests: the same examples on every run (CI stays reproducible), no per-example deadline (shared CPUs)
 settings.register_profile("vidbench", derandomize=True, database=None, deadline=None, max_examples=60)
@@ -20,15 +16,8 @@ settings.load_profile("vidbench")
 def tiny_config(tmp_path_factory):
     """The test config on one tiny synthetic Something-V1 dataset (3 train / 2 val videos per class), prepared."""
     root = tmp_path_factory.mktemp("tiny-run")
-    generate("sthv1", root / "raw" / "synth-sthv1", train_per_class=3, val_per_class=2, seed=0)
-    prepare("sthv1", root / "raw" / "synth-sthv1", root / "prepared" / "synth-sthv1")
-    data = yaml.safe_load(TEST_CONFIG.read_text())
-    data.update(results=str(root / "results"), data_dir=str(root))
-    data["datasets"] = {"synth-sthv1": data["datasets"]["synth-sthv1"]}
-    data["train"].update(epochs=2, lr_steps=[1])
-    path = root / "config.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return cfg.load_config(path)
+    tiny_sthv1(root)
+    return tiny_sthv1_config(root, epochs=2, lr_steps=[1])
 
 
 @pytest.fixture

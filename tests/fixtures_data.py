@@ -1,10 +1,17 @@
-"""Helpers for the data tests: tiny synthetic datasets, generated once per test session."""
+"""Helpers for the tests: tiny synthetic datasets (the data tests' generated once per test session), and the
+test config pointed at one of them."""
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
 
+import yaml
+
+from vidbench import config as cfg
+from vidbench.data.prepare import prepare
 from vidbench.data.synth import generate
+
+TEST_CONFIG = cfg.DEFAULT_CONFIG.parent / "test.yaml"
 
 TRAIN_PER_CLASS = 2
 VAL_PER_CLASS = 1
@@ -32,3 +39,23 @@ def read_semicolon(path: Path) -> dict[str, str]:
 
 def tree_bytes(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def tiny_sthv1(root: Path, seed: int = 0) -> Path:
+    """A tiny Something-V1 (3 train / 2 val videos per class) generated and prepared under `root` in the
+    workflow's layout (raw/synth-sthv1, prepared/synth-sthv1); returns the raw root."""
+    raw = root / "raw" / "synth-sthv1"
+    generate("sthv1", raw, train_per_class=3, val_per_class=2, seed=seed)
+    prepare("sthv1", raw, root / "prepared" / "synth-sthv1")
+    return raw
+
+
+def tiny_sthv1_config(root: Path, **train) -> dict:
+    """The test config on synth-sthv1 alone, with its data and results under `root` and `train` overrides."""
+    data = yaml.safe_load(TEST_CONFIG.read_text())
+    data.update(results=str(root / "results"), data_dir=str(root))
+    data["datasets"] = {"synth-sthv1": data["datasets"]["synth-sthv1"]}
+    data["train"].update(train)
+    path = root / "config.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return cfg.load_config(path)

@@ -8,29 +8,18 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-import yaml
+from fixtures_data import tiny_sthv1, tiny_sthv1_config
 
 from vidbench import config as cfg
 from vidbench import train as trainer
-from vidbench.data.prepare import prepare
-from vidbench.data.synth import generate
 from vidbench.evaluate import evaluate
-
-TEST_CONFIG = cfg.DEFAULT_CONFIG.parent / "test.yaml"
 
 
 @pytest.fixture(scope="module")
 def config(tmp_path_factory):
     root = tmp_path_factory.mktemp("train")
-    generate("sthv1", root / "raw" / "synth-sthv1", train_per_class=3, val_per_class=2, seed=0)
-    prepare("sthv1", root / "raw" / "synth-sthv1", root / "prepared" / "synth-sthv1")
-    data = yaml.safe_load(TEST_CONFIG.read_text())
-    data.update(results=str(root / "results"), data_dir=str(root))
-    data["datasets"] = {"synth-sthv1": data["datasets"]["synth-sthv1"]}
-    data["train"].update(epochs=3, lr_steps=[2])
-    path = root / "config.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return cfg.load_config(path)
+    tiny_sthv1(root)
+    return tiny_sthv1_config(root, epochs=3, lr_steps=[2])
 
 
 def spec_for(config, method="tsm"):
@@ -92,19 +81,18 @@ def test_too_many_unreadable_videos_stop_training():
         trainer.check_unreadable(2, 100, 0.01)
 
 
-def test_unreadable_video_is_skipped_and_counted(tmp_path):
-    root = tmp_path / "raw"
-    generate("sthv1", root, train_per_class=3, val_per_class=2, seed=1)
-    prepare("sthv1", root, tmp_path / "prepared")
-    video_id, folder = (tmp_path / "prepared" / "val.csv").read_text().splitlines()[1].split(",")[:2]
-    for frame in (root / folder).glob("*.jpg"):  # corrupt after prepare: only loading can find out
+def corrupt_first_video(root, split: str):
+    """Truncate every frame of the first video of `split` of the tiny dataset under `root`, after it was
+    prepared: only loading can find out."""
+    folder = (root / "prepared" / "synth-sthv1" / f"{split}.csv").read_text().splitlines()[1].split(",")[1]
+    for frame in (root / "raw" / "synth-sthv1" / folder).glob("*.jpg"):
         frame.write_bytes(frame.read_bytes()[:20])
-    data = yaml.safe_load(TEST_CONFIG.read_text())
-    data.update(results=str(tmp_path / "results"), data_dir=str(tmp_path))
-    data["datasets"] = {"synth-sthv1": data["datasets"]["synth-sthv1"]}
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(data))
-    spec = spec_for(cfg.load_config(tmp_path / "config.yaml"), "tsn")
-    spec["data"]["prepared"] = str(tmp_path / "prepared")
+
+
+def test_unreadable_video_is_skipped_and_counted(tmp_path):
+    tiny_sthv1(tmp_path, seed=1)
+    corrupt_first_video(tmp_path, "val")
+    spec = spec_for(tiny_sthv1_config(tmp_path), "tsn")
     trainer.train(spec, tmp_path / "run", progress=False)
     metrics = evaluate(tmp_path / "run", progress=False)
     assert metrics["unreadable"] == {"count": 1, "eval": 1, "train": 0} and metrics["num_videos"] == 23
@@ -155,18 +143,9 @@ def test_validation_leaves_training_unchanged_and_is_the_evaluators_top1(config,
 
 
 def test_unreadable_training_video_is_counted(tmp_path):
-    root = tmp_path / "raw"
-    generate("sthv1", root, train_per_class=3, val_per_class=2, seed=1)
-    prepare("sthv1", root, tmp_path / "prepared")
-    folder = (tmp_path / "prepared" / "train.csv").read_text().splitlines()[1].split(",")[1]
-    for frame in (root / folder).glob("*.jpg"):
-        frame.write_bytes(frame.read_bytes()[:20])
-    data = yaml.safe_load(TEST_CONFIG.read_text())
-    data.update(results=str(tmp_path / "results"), data_dir=str(tmp_path))
-    data["datasets"] = {"synth-sthv1": data["datasets"]["synth-sthv1"]}
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(data))
-    spec = spec_for(cfg.load_config(tmp_path / "config.yaml"), "tsn")
-    spec["data"]["prepared"] = str(tmp_path / "prepared")
+    tiny_sthv1(tmp_path, seed=1)
+    corrupt_first_video(tmp_path, "train")
+    spec = spec_for(tiny_sthv1_config(tmp_path), "tsn")
     spec["train"].update(max_unreadable=0.5, epochs=2)
     trainer.train(spec, tmp_path / "run", progress=False)
     assert evaluate(tmp_path / "run", progress=False)["unreadable"] == {"count": 2, "eval": 0, "train": 2}
