@@ -421,6 +421,28 @@ def test_realized_table_ratios_to_tsn_in_csv_md_and_tex(tmp_path):
     assert "\\toprule" in tex and "synth-sthv1 & resnet\\_tiny & ADAFUSE & default & 50.0 & 1.0000 & 8.00 & 0.50" in tex
 
 
+def test_realized_table_of_a_summary_without_timings_titles_or_tsn_everywhere():
+    """A summary written before `vidbench measure` ran (no latency columns), without titles, with eval points
+    beside trained rows (trained_point empty on the latter) and a dataset that has no TSN run."""
+    from analysis import realized
+
+    summary = pd.DataFrame([
+        {"dataset": "synth-sthv1", "method": "tsn", "point": "default", "trained_point": None, "gflops": 2.0},
+        {"dataset": "synth-sthv1", "method": "earlyexit", "point": "default", "trained_point": None, "gflops": 2.1},
+        {"dataset": "synth-sthv1", "method": "earlyexit", "point": "t0.5", "trained_point": "default", "gflops": 1.5},
+        {"dataset": "synth-jester", "method": "adafuse", "point": "default", "trained_point": None, "gflops": 1.0},
+    ]).assign(backbone="resnet_tiny", seed=0, top1=50.0)
+    table = realized.realized_table(summary)
+    assert list(table.columns) == realized.COLUMNS and list(table.index) == [0, 1, 2]
+    assert table["dataset"].tolist() == ["synth-sthv1"] * 3  # no TSN on synth-jester: nothing to compare with
+    assert table["point"].tolist() == ["t0.5", "default", "default"]  # by FLOPs ratio
+    assert table["trained_point"].tolist() == ["default"] * 3 and table["title"].tolist() == ["earlyexit", "tsn",
+                                                                                                "earlyexit"]
+    assert table["flops_ratio"].tolist() == pytest.approx([0.75, 1.0, 1.05])
+    assert table[["latency_ms", "latency_masked_ms", "latency_ratio", "realized"]].isna().all().all()
+    assert "| earlyexit | default: t0.5 | 50.0 | 1.5000 |  | 0.75 |  |  |  |" in realized.markdown(table)
+
+
 def test_aggregate_of_named_metrics_files_keeps_frames_points_and_timings(tmp_path):
     sweep = [{"point": "t0.5", "top1": 50.0, "gflops": 0.6, "exit_rate": 0.7}]
     file = fake_metrics(tmp_path, "synth-jester", "earlyexit", point="wide", eval_points=sweep, frames=8)
