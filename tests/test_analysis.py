@@ -415,10 +415,17 @@ def test_realized_table_ratios_to_tsn_in_csv_md_and_tex(tmp_path):
     assert table.loc["adafuse", "realized"] == pytest.approx(0.4)  # 20% of time saved out of 50% of FLOPs
     assert math.isnan(table.loc["tsm", "realized"]) and table.loc["adafuse", "n"] == 2  # no FLOP saving to realize
     assert math.isnan(table.loc["lstm", "realized"])  # more FLOPs and more time than TSN: (-0.5) / (-0.1) is no 5
-    assert "| ADAFUSE | default | 50.0 | 1.0000 | 8.00 | 0.50 | 0.80 | 1.20 | 0.40 |" in \
-        (tmp_path / "tables" / "realized.md").read_text()
+    assert (tmp_path / "tables" / "realized.md").read_text() == "\n".join([
+        f"# {realized.TITLE}", "", realized.NOTE, "", "## synth-sthv1, resnet_tiny", "",
+        "| method | point | Top-1 | GFLOPs | ms | flops | latency | masked | realized |", "|---|---|---|---|---|---|---|---|---|",
+        "| ADAFUSE | default | 50.0 | 1.0000 | 8.00 | 0.50 | 0.80 | 1.20 | 0.40 |",
+        "| TSM | default | 50.0 | 2.0000 | 11.00 | 1.00 | 1.10 | 1.65 |  |",
+        "| TSN | default | 50.0 | 2.0000 | 10.00 | 1.00 | 1.00 | 1.50 |  |",
+        "| LSTM | default | 50.0 | 2.2000 | 15.00 | 1.10 | 1.50 | 2.25 |  |", ""])
+    assert (tmp_path / "tables" / "realized.csv").read_text().startswith(",".join(realized.COLUMNS) + "\n")
     tex = (tmp_path / "tables" / "realized.tex").read_text()
-    assert "\\toprule" in tex and "synth-sthv1 & resnet\\_tiny & ADAFUSE & default & 50.0 & 1.0000 & 8.00 & 0.50" in tex
+    assert "\\begin{tabular}{llllrrrrrrr}" in tex and f"\\caption{{{realized.TITLE}}}" in tex
+    assert "synth-sthv1 & resnet\\_tiny & ADAFUSE & default & 50.0 & 1.0000 & 8.00 & 0.50" in tex
 
 
 def test_realized_table_of_a_summary_without_timings_titles_or_tsn_everywhere():
