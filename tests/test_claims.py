@@ -204,9 +204,10 @@ def test_every_field_of_the_claims_files(tmp_path, summary):
     spec = {"claims": [
         {**entry, "id": "cheaper", "claim": "AdaFuse costs less", "datasets": ["sthv1", "jester"],
          "test": {"kind": "ratio", "metric": "gflops", "a": "adafuse", "b": "tsn", "less": 0.8}},
-        {**entry, "id": "lstm", "claim": "LSTM_wins", "test": {"kind": "paired", "metric": "top1", "a": "lstm", "b": "tsn",
-                                                              "greater": 0}},
-        {**entry, "id": "one", "test": {"kind": "paired", "metric": "top1", "a": "adafuse", "b": "random", "greater": 0}},
+        {**entry, "id": "lstm", "claim": "LSTM_wins",
+         "test": {"kind": "paired", "metric": "top1", "a": "lstm", "b": "tsn", "greater": 0}},
+        {**entry, "id": "one",
+         "test": {"kind": "paired", "metric": "top1", "a": "adafuse", "b": "random", "greater": 0}},
         {**entry, "id": "trend", "test": {"kind": "trend", "metric": "top1", "a": "earlyexit", "by": "threshold",
                                           "greater": 0}}]}
     (tmp_path / "claims.yaml").write_text(yaml.safe_dump(spec))
@@ -220,7 +221,7 @@ def test_every_field_of_the_claims_files(tmp_path, summary):
                        "backbone": "resnet_tiny", "effect": "gflops: adafuse / tsn", "threshold": "< 0.8", "n": 3,
                        "estimate": 0.75, "sd": 0, "lo": 0.75, "hi": 0.75, "p": 0, "verdict": claims.HOLDS,
                        "why": "[0.75, 0.75] lies below 0.8", "runs": "adafuse vs tsn", "paper": "as printed"}
-    assert (absent["dataset"], absent["backbone"], absent["runs"], absent["verdict"]) == ("jester", "", "", claims.NOT_RUN)
+    assert [absent[k] for k in ("dataset", "backbone", "runs", "verdict")] == ["jester", "", "", claims.NOT_RUN]
     assert (lstm["threshold"], lstm["estimate"], lstm["sd"]) == ("> 0", -3, 1)
 
     md = (tmp_path / "out" / "claims.md").read_text().splitlines()
@@ -235,9 +236,10 @@ def test_every_field_of_the_claims_files(tmp_path, summary):
     assert "> verdict: holds = the whole interval lies beyond the threshold on the claimed side; does not hold = it " \
            "lies entirely on the other side; not enough seeds = n < 2, or the interval includes the threshold " \
            "(more seeds could decide); not run = a run the claim needs is missing." in md
-    assert md[md.index("| claim | source | dataset | backbone | effect | threshold | measured | verdict | why | paper |")
-              + 2] == ("| AdaFuse costs less | Table 1 | synth-sthv1 | resnet_tiny | gflops: adafuse / tsn | < 0.8 | "
-                       "0.75 [0.75, 0.75], n = 3, p < 0.001 | holds | [0.75, 0.75] lies below 0.8 | as printed |")
+    header = md.index("| claim | source | dataset | backbone | effect | threshold | measured | verdict | why | paper |")
+    assert md[header + 2] == ("| AdaFuse costs less | Table 1 | synth-sthv1 | resnet_tiny | gflops: adafuse / tsn | "
+                              "< 0.8 | 0.75 [0.75, 0.75], n = 3, p < 0.001 | holds | [0.75, 0.75] lies below 0.8 | "
+                              "as printed |")
     # lstm - tsn: -2, -3, -4: t = -3 / (1 / sqrt 3) = -5.196 on 2 df, p = 1 - 5.196 / sqrt(2 + 27) = 0.035
     assert any("| -3.00 [-5.48, -0.52], n = 3, p = 0.035 | does not hold |" in line for line in md)
     assert any("| 10.00 (n = 1) | not enough seeds | one seed: no interval |" in line for line in md)

@@ -165,5 +165,32 @@ def test_static_share_weights_blocks_by_their_channels():
         out = model(torch.randn(2, T, 3, 32, 32))
     summary = model.summarize({k: v.double().mean(0).tolist() for k, v in out.stats.items()})
     assert [row["static"] for row in summary["per_block"]] == [1.0, 0.0, 0.0, 0.0]
+    assert out.stats["static"].shape == (2, 4, 3)
+    assert summary["keep"] == pytest.approx(64 / 120) and summary["skip"] == pytest.approx(56 / 120)  # by channels
     assert summary["static_share"] == pytest.approx(8 / 120)
     assert summary["static"]["keep"] == pytest.approx(8 / 120) and summary["static"]["skip"] == 0
+
+
+def policy_model(efficiency):
+    backbone = create_backbone("resnet_tiny")
+    install_policies(backbone, lambda name, block: FixedHook(T, torch.full((T, block.width), SKIP)))
+    return attach(PolicyClassifier(backbone, 5, T, efficiency=efficiency), (T, 3, 32, 32))
+
+
+def test_efficiency_loss_only_in_training_with_a_positive_lam_and_its_defaults():
+    clips = torch.randn(2, T, 3, 32, 32)
+    for efficiency in ({}, {"lam": 0}, {"lam": None}):
+        assert policy_model(efficiency).train()(clips).losses == {}
+    assert policy_model({"lam": 0.1}).eval()(clips).losses == {}
+    model = policy_model({"lam": 0.1}).train()                  # form gflops, target 0 by default
+    out = model(clips)
+    assert out.losses["efficiency"].item() == pytest.approx(0.1 * out.flops.mean().item() / T / 1e9, rel=1e-6)
+    model = policy_model({"lam": 2.0, "form": "normalised", "target": 0.5}).train()
+    out = model(clips)
+    share = out.flops.mean().item() / model.dense_flops
+    assert out.losses["efficiency"].item() == pytest.approx(2.0 * (share - 0.5) ** 2, rel=1e-5)
+
+
+def test_a_policy_classifier_without_hooks_reports_its_static_cost():
+    out = dense_model().eval()(torch.randn(2, T, 3, 32, 32))
+    assert out.flops.tolist() == [dense_model().dense_flops] * 2 and out.stats == {}

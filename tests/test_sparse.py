@@ -261,8 +261,46 @@ def test_early_exit_at_threshold_zero_runs_only_the_first_checkpoint():
 
 
 def test_static_methods_have_no_sparse_path():
-    assert not sparse.set_sparse(build("tsn"))
-    assert sparse.set_sparse(build("random", distribution=[0.3, 0.3, 0.4]))
+    assert sparse.set_sparse(build("tsn"), True) is False
+    assert sparse.set_sparse(build("random", distribution=[0.3, 0.3, 0.4]), True) is True
+
+
+def test_sparse_evaluation_switches_every_module_both_ways():
+    model = build("random", distribution=[0.3, 0.3, 0.4])
+    modules = [m for m in model.modules() if isinstance(m, sparse.Realizable)]
+    assert sparse.set_sparse_evaluation(model, True) is True and all(m.sparse is True for m in modules)
+    assert sparse.set_sparse_evaluation(model, False) is False and all(m.sparse is False for m in modules)
+    exits = build("earlyexit")                 # its threshold sweep needs every checkpoint: evaluated masked
+    assert sparse.set_sparse_evaluation(exits, True) is False
+
+
+def test_conv_outputs_computes_the_masked_channels_in_both_kinds_of_call():
+    torch.manual_seed(0)
+    like = torch.nn.Conv2d(6, 5, 3, padding=1, bias=False)
+    x = torch.randn(4, 6, 20, 20)
+    mask = torch.rand(4, 5) < 0.4
+    mask[:, 0] = True                          # needed in every frame: the all-frames call
+    batched, per_frame = sparse.split_work(mask, 20 * 20)
+    assert batched.tolist() == [0] and sum(len(c) for c in per_frame) > 0   # and per-frame calls
+    out = sparse.conv_outputs(x, like.weight, like, mask, torch.full((4, 5, 20, 20), 7.0))
+    with torch.no_grad():
+        dense = like(x)
+    where = mask[:, :, None, None].expand_as(dense)
+    torch.testing.assert_close(out[where], dense[where])
+    assert torch.all(out[~where] == 7.0)       # what the mask leaves out keeps what out held
+
+
+def test_fold_batch_norm_is_the_conv_then_the_batch_norm():
+    torch.manual_seed(0)
+    conv, bn = torch.nn.Conv2d(3, 4, 3, bias=False), torch.nn.BatchNorm2d(4, eps=1e-3).eval()
+    with torch.no_grad():
+        bn.running_var.copy_(torch.tensor([1e-3, 0.5, 2.0, 1e-4]))   # where eps is no rounding error
+        bn.running_mean.normal_()
+        bn.weight.normal_()
+        bn.bias.normal_()
+        x = torch.randn(2, 3, 8, 8)
+        weight, bias = sparse.fold_batch_norm(conv, bn)
+        torch.testing.assert_close(F.conv2d(x, weight, bias), bn(conv(x)), rtol=1e-5, atol=1e-5)
 
 
 def test_measure_writes_masked_and_realized_figures(tiny_config, tmp_path):

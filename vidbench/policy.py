@@ -159,15 +159,15 @@ class PolicyHook(PassPolicy, Realizable):
 
 
 def install_policies(model_or_backbone, make_hook: Callable[[str, nn.Module], PolicyHook],
-                     stages: Iterable[int] = (1, 2, 3, 4), prefix: str | None = None) -> list[tuple[str, PolicyHook]]:
+                     stages: Iterable[int] = (1, 2, 3, 4)) -> list[tuple[str, PolicyHook]]:
     """Put `make_hook(block_name, block)` into the policy slot of every block of the given stages (1-based).
 
     Accepts a VideoModel with a `.backbone` or a bare ResNet; cost-table names are prefixed with
-    "backbone." (the attribute a FrameClassifier keeps its backbone under) unless `prefix` says otherwise.
-    Returns [(block name, hook)] in forward order.
+    "backbone." (the attribute a FrameClassifier keeps its backbone under). Returns [(block name, hook)]
+    in forward order.
     """
     backbone = model_or_backbone if isinstance(model_or_backbone, ResNet) else model_or_backbone.backbone
-    prefix = "backbone." if prefix is None else prefix
+    prefix = "backbone."
     stages = {int(s) for s in stages}
     installed = []
     for name, block in backbone.blocks():
@@ -187,8 +187,8 @@ def policy_hooks(module: nn.Module) -> list[PolicyHook]:
     return [m for m in module.modules() if isinstance(m, PolicyHook)]
 
 
-def efficiency_loss(flops: torch.Tensor, dense_flops: float, num_segments: int, lam: float,
-                    form: str = "gflops", target: float = 0.0) -> torch.Tensor:
+def efficiency_loss(flops: torch.Tensor, dense_flops: float, num_segments: int, lam: float, form: str,
+                    target: float) -> torch.Tensor:
     """The efficiency term added to the cross entropy (Eq. 6), from per-video MACs `flops` [B].
 
     - "gflops" (released code): lam * GFLOPs per frame, averaged over the batch;

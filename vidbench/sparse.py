@@ -38,7 +38,7 @@ class Realizable:
     evaluates_sparse = True
 
 
-def set_sparse(model: nn.Module, on: bool = True) -> bool:
+def set_sparse(model: nn.Module, on: bool) -> bool:
     """Switch the sparse path of every `Realizable` module of `model`; False when it has none."""
     found = False
     for module in model.modules():
@@ -58,11 +58,11 @@ def set_sparse_evaluation(model: nn.Module, requested: bool) -> bool:
 
 
 def split_work(mask: torch.Tensor, pixels: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """One video's mask [T, C] and its maps' output pixels -> the channels computed for every frame in one
-    call, and for each frame the other channels it needs.
+    """A mask [F, C] over frames and their maps' output pixels -> the channels computed for every frame in
+    one call, and for each frame the other channels it needs.
 
     Per channel and call, computing f frames costs f + w frame units (w = WEIGHT_PIXELS / pixels: reading
-    the channel's weights), so a channel needed in n frames goes to the all-frames call (T + w) when that
+    the channel's weights), so a channel needed in n frames goes to the all-frames call (F + w) when that
     is cheaper than n per-frame calls (n (1 + w))."""
     frames = mask.shape[0]
     weights = WEIGHT_PIXELS / pixels
@@ -71,10 +71,8 @@ def split_work(mask: torch.Tensor, pixels: int) -> tuple[torch.Tensor, list[torc
     return batched.nonzero()[:, 0], list(rest.nonzero()[:, 1].split(rest.sum(1).tolist()))
 
 
-def _take(tensor: torch.Tensor | None, dim: int, index: torch.Tensor) -> torch.Tensor | None:
-    if tensor is None or index.numel() == tensor.shape[dim]:
-        return tensor
-    return tensor.index_select(dim, index)
+def _rows(weight: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    return weight if index.numel() == weight.shape[0] else weight.index_select(0, index)
 
 
 def aligned(channels: torch.Tensor, total: int) -> torch.Tensor:
@@ -95,23 +93,17 @@ def conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, like:
     return F.conv2d(x, weight, bias, like.stride, like.padding, like.dilation)
 
 
-def conv_outputs(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, like: nn.Conv2d,
-                 mask: torch.Tensor, out: torch.Tensor, relu: bool = False) -> torch.Tensor:
-    """out[f, c] = like(x)[f, c] (+ bias, then ReLU if `relu`) where mask [N, T, C] is True (x, out:
-    [N*T, ...]), computed by the calls of `split_work`; what the mask leaves out keeps what `out` held.
-    `weight` and `bias` are like's, possibly with a BN folded in or restricted to some input channels."""
-    videos, frames = mask.shape[:2]
-    finish = F.relu_ if relu else (lambda y: y)
-    for v in range(videos):
-        first = v * frames
-        batched, per_frame = split_work(mask[v], out.shape[2] * out.shape[3])
-        if len(batched):
-            y = conv(x[first:first + frames], _take(weight, 0, batched), _take(bias, 0, batched), like)
-            out[first:first + frames].index_copy_(1, batched, finish(y))
-        for t, channels in enumerate(per_frame, first):
-            if len(channels):
-                y = conv(x[t:t + 1], _take(weight, 0, channels), _take(bias, 0, channels), like)
-                out[t].index_copy_(0, channels, finish(y)[0])
+def conv_outputs(x: torch.Tensor, weight: torch.Tensor, like: nn.Conv2d, mask: torch.Tensor,
+                 out: torch.Tensor) -> torch.Tensor:
+    """out[f, c] = like(x)[f, c] where mask [F, C] is True (x, out: [F, ...]), computed by the calls of
+    `split_work`; what the mask leaves out keeps what `out` held. `weight` is like's (no bias), possibly
+    restricted to some input channels."""
+    batched, per_frame = split_work(mask, out.shape[2] * out.shape[3])
+    if len(batched):
+        out.index_copy_(1, batched, conv(x, _rows(weight, batched), None, like))
+    for t, channels in enumerate(per_frame):
+        if len(channels):
+            out[t].index_copy_(0, channels, conv(x[t:t + 1], _rows(weight, channels), None, like)[0])
     return out
 
 

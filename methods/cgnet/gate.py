@@ -82,8 +82,7 @@ class ChannelGate(nn.Module, Realizable):
         """The rest of conv1 for the channels with an open position in each frame, zero elsewhere."""
         inputs = x[:, self.rest.lo:self.rest.hi]
         needed = gate.amax((2, 3)) > 0                                 # [frames, channels]
-        return conv_outputs(inputs, conv.weight[:, self.rest.lo:self.rest.hi], None, conv, needed[None],
-                            torch.zeros_like(gate))
+        return conv_outputs(inputs, conv.weight[:, self.rest.lo:self.rest.hi], conv, needed, torch.zeros_like(gate))
 
 
 def install_gates(backbone: ResNet, groups: int = 4, alpha: float = 2.0, force: str | None = None,
