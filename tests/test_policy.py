@@ -185,10 +185,12 @@ def test_efficiency_loss_only_in_training_with_a_positive_lam_and_its_defaults()
     model = policy_model({"lam": 0.1}).train()                  # form gflops, target 0 by default
     out = model(clips)
     assert out.losses["efficiency"].item() == pytest.approx(0.1 * out.flops.mean().item() / T / 1e9, rel=1e-6)
-    model = policy_model({"lam": 2.0, "form": "normalised", "target": 0.5}).train()
-    out = model(clips)
-    share = out.flops.mean().item() / model.dense_flops
-    assert out.losses["efficiency"].item() == pytest.approx(2.0 * (share - 0.5) ** 2, rel=1e-5)
+    for target in (0.5, None):                                  # no target: 0
+        given = {} if target is None else {"target": target}
+        model = policy_model({"lam": 2.0, "form": "normalised", **given}).train()
+        out = model(clips)
+        share = out.flops.mean().item() / model.dense_flops
+        assert out.losses["efficiency"].item() == pytest.approx(2.0 * (share - (target or 0)) ** 2, rel=1e-5)
 
 
 def test_a_policy_classifier_without_hooks_reports_its_static_cost():
