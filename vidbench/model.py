@@ -64,7 +64,7 @@ def init_classifier(fc: nn.Linear, std: float | None) -> None:
 class FrameClassifier(VideoModel):
     """A 2D CNN applied to every frame; dropout + fc per frame; video logits = mean of frame logits (TSN)."""
 
-    def __init__(self, backbone: ResNet, num_classes: int, num_segments: int, dropout: float = 0.5):
+    def __init__(self, backbone: ResNet, num_classes: int, num_segments: int, dropout: float):
         super().__init__(num_segments)
         self.backbone = backbone
         self.dropout = nn.Dropout(dropout)
