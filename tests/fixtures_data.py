@@ -41,13 +41,12 @@ def tree_bytes(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-def tiny_sthv1(root: Path, seed: int = 0) -> Path:
+def tiny_sthv1(root: Path, seed: int = 0) -> None:
     """A tiny Something-V1 (3 train / 2 val videos per class) generated and prepared under `root` in the
-    workflow's layout (raw/synth-sthv1, prepared/synth-sthv1); returns the raw root."""
+    workflow's layout (raw/synth-sthv1, prepared/synth-sthv1)."""
     raw = root / "raw" / "synth-sthv1"
     generate("sthv1", raw, train_per_class=3, val_per_class=2, seed=seed)
     prepare("sthv1", raw, root / "prepared" / "synth-sthv1")
-    return raw
 
 
 def tiny_sthv1_config(root: Path, **train) -> dict:

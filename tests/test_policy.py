@@ -194,8 +194,9 @@ def test_efficiency_loss_only_in_training_with_a_positive_lam_and_its_defaults()
 
 
 def test_a_policy_classifier_without_hooks_reports_its_static_cost():
-    out = dense_model().eval()(torch.randn(2, T, 3, 32, 32))
-    assert out.flops.tolist() == [dense_model().dense_flops] * 2 and out.stats == {}
+    model = dense_model().eval()
+    out = model(torch.randn(2, T, 3, 32, 32))
+    assert out.flops.tolist() == [model.dense_flops] * 2 and out.stats == {}
 
 
 def test_a_module_costs_nothing_before_the_cost_table_is_attached():
@@ -211,6 +212,9 @@ def test_a_saved_cost_table_gives_the_dense_cost_counted():
     from vidbench.plugins import get_method
 
     spec = get_method("lstm")
-    build = lambda: spec.build(dict(spec.defaults), backbone="resnet_tiny", num_classes=5, num_segments=T)  # noqa: E731
+
+    def build():
+        return spec.build(dict(spec.defaults), backbone="resnet_tiny", num_classes=5, num_segments=T)
+
     counted = attach(build(), (T, 3, 32, 32))
     assert attach_costs(build(), counted.costs).dense_flops == counted.dense_flops > 0

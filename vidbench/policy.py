@@ -167,7 +167,6 @@ def install_policies(model_or_backbone, make_hook: Callable[[str, nn.Module], Po
     in forward order.
     """
     backbone = model_or_backbone if isinstance(model_or_backbone, ResNet) else model_or_backbone.backbone
-    prefix = "backbone."
     stages = {int(s) for s in stages}
     installed = []
     for name, block in backbone.blocks():
@@ -175,7 +174,7 @@ def install_policies(model_or_backbone, make_hook: Callable[[str, nn.Module], Po
             continue
         hook = make_hook(name, block)
         hook.block_name = name
-        hook.conv1_name, hook.conv2_name = f"{prefix}{name}.conv1", f"{prefix}{name}.conv2"
+        hook.conv1_name, hook.conv2_name = f"backbone.{name}.conv1", f"backbone.{name}.conv2"
         hook.channels = block.width
         block.policy = hook
         installed.append((name, hook))
