@@ -95,8 +95,8 @@ def load_metrics(file) -> dict:
     if missing:
         raise InputError(file, f"missing keys {missing}", expected=f"keys {list(REQUIRED)} at the top level")
     run = data["run"]
-    if not isinstance(run, dict) or any(k not in run for k in RUN_KEYS):
-        raise InputError(file, f"'run' is {run!r}", expected=f"an object with keys {list(RUN_KEYS)}")
+    if not isinstance(run, dict) or any(run.get(k) in (None, "") for k in RUN_KEYS):
+        raise InputError(file, f"'run' is {run!r}", expected=f"an object with a value for each of {list(RUN_KEYS)}")
     return data
 
 

@@ -42,7 +42,7 @@ BACKBONES = {"ResNet18": ("resnet18",), "ResNet50": ("resnet50",), "MSDNet-38": 
 STAND_INS = {"resnet_tiny": ("ResNet18",)}  # run backbone -> published backbones it stands in for
 ALIASES = {"adafusetsn": {"adafuse"}}  # normalised published label -> other accepted paper_labels
 # (paper_label, operating point) -> the published row label it reproduces (see methods/adafuse/method.yaml).
-# A point listed here is preferred over the method's `default` point for that row.
+# A run at a listed point takes that row's label; at any other point it keeps its paper_label.
 POINT_LABELS = {
     ("AdaFuse", "default"): "AdaFuse-TSN",
     ("AdaFuse", "tsm"): "AdaFuse-TSM",
@@ -130,7 +130,7 @@ FIGURES = {
 def with_figure(summary, figure: str):
     """The summary whose `top1` column holds the chosen figure (see FIGURES)."""
     if figure == "best":
-        summary = summary.assign(top1=summary["top1_best"] if "top1_best" in summary else float("nan"))
+        summary = summary.assign(top1=summary["top1_best"] if "top1_best" in summary else math.nan)
     return summary
 
 
@@ -182,7 +182,7 @@ def published(name: str):
                 part[col[len(ds) + 1:]] = frame[col]
             part["_order"] = range(len(part))
             parts.append(part[(frame[cols] != "").any(axis=1)])
-        frame = pd.concat(parts).sort_values(["_order", "dataset"], kind="stable").drop(columns="_order")
+        frame = pd.concat(parts).sort_values(["_order", "dataset"]).drop(columns="_order")
         frame = frame.reset_index(drop=True)
     elif "dataset" not in frame.columns:
         after = [c for c in ("method", "backbone") if c in frame.columns]
@@ -195,40 +195,39 @@ def reproduced(summary):
     import pandas as pd
 
     if summary.empty:
-        return summary.assign(n=pd.Series(dtype=int), paper_dataset=pd.Series(dtype=str))
+        return summary
     keys = ["dataset", "method", "point", "backbone"]
-    numeric = [c for c in summary.columns if c not in keys and c != "seed" and pd.api.types.is_numeric_dtype(summary[c])]
+    numeric = [c for c in summary.columns if c not in keys and pd.api.types.is_numeric_dtype(summary[c])]
     grouped = summary.groupby(keys, sort=False, dropna=False)
-    frame = grouped[numeric].mean().reset_index() if numeric else grouped.size().reset_index()[keys]
+    frame = grouped[numeric].mean().reset_index()
     frame["n"] = grouped.size().values
     frame["paper_label"] = grouped["paper_label"].first().values if "paper_label" in summary else frame["method"]
     frame["paper_dataset"] = frame["dataset"].map(paper_dataset)
-    pairs = list(zip(frame["paper_label"].astype(str), frame["point"].astype(str)))
+    pairs = zip(frame["paper_label"].astype(str), frame["point"].astype(str))
     frame["row_label"] = [POINT_LABELS.get(pair, pair[0]) for pair in pairs]
-    frame["explicit"] = [pair in POINT_LABELS for pair in pairs]
     return frame
 
 
 def _value(frame, column, transform):
     import pandas as pd
 
-    columns = [c for c in ((column,) if isinstance(column, str) else column) if c in frame.columns]
-    if not columns:
-        return pd.Series(math.nan, index=frame.index)
-    values = pd.to_numeric(frame[columns[0]], errors="coerce")
-    for other in columns[1:]:
-        values = values.fillna(pd.to_numeric(frame[other], errors="coerce"))
-    if transform == "pct" and values.notna().any() and values.max() <= 1.0:
-        values = values * 100.0
-    return values
+    values = pd.Series(math.nan, index=frame.index)
+    for name in (column,) if isinstance(column, str) else column:
+        if name in frame.columns:
+            values = values.fillna(pd.to_numeric(frame[name]))
+    return values * 100.0 if transform == "pct" else values
 
 
 def _config_value(row, keys):
+    """The first of the config columns `keys` that the run has, as a number (None: none, or not a number)."""
+    import pandas as pd
+
     for key in keys:
-        if key in row.index and row[key] == row[key] and row[key] is not None:
+        value = row.get(key)
+        if pd.notna(value):
             try:
-                return float(row[key])
-            except (TypeError, ValueError):
+                return float(value)
+            except ValueError:
                 return None
     return None
 
@@ -251,29 +250,20 @@ def _candidates(spec, prow, repro):
             & repro["backbone"].isin(_run_backbones(spec, backbone)))
     found = repro[mask]
     if spec.get("match"):
-        keep = []
-        for idx, row in found.iterrows():
-            ok = True
-            for col, keys in spec["match"].items():
-                value = _config_value(row, keys)
-                ok &= value is not None and math.isclose(value, float(prow[col]), rel_tol=1e-6, abs_tol=1e-9)
-            keep.append(ok)
-        return found[keep] if keep else found
-    # of one method's points, prefer those POINT_LABELS names for this row, then `default`, else show all
+        return found.loc[[all(_config_value(row, keys) == float(prow[col]) for col, keys in spec["match"].items())
+                          for _, row in found.iterrows()]]
+    # of one method's points, show the `default` one if there is one, else all
     parts = []
     for _, group in found.groupby(["dataset", "method", "backbone"], sort=False):
-        if group["explicit"].any():
-            group = group[group["explicit"]]
-        elif (group["point"] == "default").any():
-            group = group[group["point"] == "default"]
-        parts.append(group)
-    return found.loc[[i for p in parts for i in p.index]] if parts else found
+        default = group[group["point"] == "default"]
+        parts.append(group if default.empty else default)
+    return found.loc[[i for p in parts for i in p.index]]
 
 
 def _groups(summary) -> dict[tuple, object]:
     """(dataset, method, point, backbone) -> that run's rows, one per seed."""
     keys = ["dataset", "method", "point", "backbone"]
-    return {key: group for key, group in summary.groupby(keys, sort=False, dropna=False)}
+    return {key: group for key, group in summary.groupby(keys, dropna=False)}
 
 
 def _seed_values(group, source, transform=None) -> dict[int, float]:
@@ -317,37 +307,32 @@ def _paper_number(text) -> float:
 
 
 def _paper_relative(spec, pub) -> list[float]:
-    """Published GFLOPs / the published baseline row's GFLOPs of the same dataset and backbone."""
-    if "gflops" not in pub.columns:
-        return [math.nan] * len(pub)
-    backbone = pub["backbone"] if "backbone" in pub.columns else [spec.get("backbone")] * len(pub)
-    keyed = list(zip(pub["dataset"], backbone))
-    is_base = pub["method"].map(norm) == norm(spec["baseline"]) if "method" in pub.columns else [False] * len(pub)
+    """Published GFLOPs / the published baseline row's GFLOPs of the same dataset and backbone (a table
+    without a backbone column has one)."""
+    keyed = list(zip(*(pub[c] for c in ("dataset", "backbone") if c in pub.columns)))
+    is_base = pub["method"].map(norm) == norm(spec["baseline"])
     base = {key: _paper_number(g) for key, g, b in zip(keyed, pub["gflops"], is_base) if b}
     return [_paper_number(g) / base[key] if base.get(key) else math.nan for key, g in zip(keyed, pub["gflops"])]
 
 
-def _inside(record: dict, prow, printed) -> dict:
-    """For a run on real data: whether each published value lies inside the reproduced 95% interval."""
+def _inside(record: dict, prow) -> dict:
+    """For a run on real data: whether each published value lies inside the reproduced 95% interval
+    (empty where the row has no published value: table 7's extra rows)."""
     out = {}
     for col in INSIDE:
-        if col not in printed:
-            continue
-        est = stats.Estimate(record.get("n", 0), record.get(col, math.nan), record.get(f"{col}_sd", math.nan),
-                             record.get(f"{col}_lo", math.nan), record.get(f"{col}_hi", math.nan))
-        verdict = stats.inside(est, _paper_number(prow.get(f"paper_{col}", "")))
+        verdict = stats.inside(_estimate(record, col), _paper_number(prow.get(f"paper_{col}")))
         out[f"{col}_paper_inside_ci"] = "" if verdict is None else ("yes" if verdict else "no")
     return out
 
 
-def _record(spec, base: dict, row, groups, printed, paper_rel=math.nan) -> dict:
+def _record(spec, base: dict, row, groups, paper_rel=math.nan) -> dict:
     record = {**base, **_measured(row, spec["metrics"], groups), **_run_columns(row)}
     if "published_frames" in spec and row.get("frames") == row.get("frames"):
         record["frames"] = str(int(row["frames"]))   # the run's frame count, beside the published one
     if "baseline" in spec:
         record.update({**_versus(row, groups), "paper_gflops_rel_tsn": paper_rel})
     if not str(row["dataset"]).startswith("synth-"):
-        record.update(_inside(record, base, printed))
+        record.update(_inside(record, base))
     return record
 
 
@@ -359,16 +344,15 @@ def build_table(name: str, summary):
     ok, excluded = usable(summary)
     pub = published(name)
     if "published_frames" in spec:
-        pub.insert(list(pub.columns).index("dataset") + 1, "paper_frames",
-                   [str(spec["published_frames"].get(label, "")) for label in pub["method"]])
+        pub["paper_frames"] = [str(spec["published_frames"].get(label, "")) for label in pub["method"]]
     repro = reproduced(ok)
-    groups = _groups(ok) if not ok.empty else {}
+    groups = _groups(ok)
     metrics = spec["metrics"]  # a metric the paper did not print (table 6's skip_pct) is reproduced only
     printed = [c for c in metrics if c in pub.columns]
     descriptive = [c for c in pub.columns if c not in metrics]
     paper_rel = _paper_relative(spec, pub) if "baseline" in spec else [math.nan] * len(pub)
     rows = [(prow, True, rel) for (_, prow), rel in zip(pub.iterrows(), paper_rel)]
-    rows += [(pd.Series({**dict.fromkeys(pub.columns, ""), **extra, "dataset": ds}), False, math.nan)
+    rows += [(pd.Series({**extra, "dataset": ds}).reindex(pub.columns), False, math.nan)
              for extra in spec.get("unpublished", ()) for ds in pub["dataset"].unique()]
     records, used = [], set()
     for prow, is_published, rel in rows:
@@ -376,36 +360,35 @@ def build_table(name: str, summary):
         base.update({f"paper_{c}": prow[c] for c in printed})
         matches = _candidates(spec, prow, repro)
         if matches.empty and is_published:
-            records.append({**base, "n": 0, "paper_gflops_rel_tsn": rel})
+            records.append({**base, "paper_gflops_rel_tsn": rel})
         for idx, row in matches.iterrows():
             used.add(idx)
-            records.append(_record(spec, base, row, groups, printed, rel))
+            records.append(_record(spec, base, row, groups, rel))
     if spec.get("extra_rows") and not repro.empty:
-        records += _extra_rows(spec, pub, repro, used, descriptive, groups, printed)
-    frame = pd.DataFrame(records, columns=_columns(spec, descriptive, printed, records))
+        records += _extra_rows(spec, repro, used, groups)
+    frame = pd.DataFrame(records, columns=_columns(spec, descriptive, printed))
     frame["n"] = frame["n"].fillna(0).astype(int)
     return frame, _note(name, frame, excluded, repro.loc[sorted(used)])
 
 
-def _extra_rows(spec, pub, repro, used, descriptive, groups, printed) -> list[dict]:
+def _extra_rows(spec, repro, used, groups) -> list[dict]:
     """Runs of the table's method whose settings match no published row (table 7's other hidden sizes)."""
-    loose = repro[(repro["row_label"].map(norm) == norm(spec.get("label")))
-                  & repro["paper_dataset"].eq(pub["dataset"].iloc[0])
-                  & repro["backbone"].isin(_run_backbones(spec, spec.get("backbone")))]
+    loose = repro[(repro["row_label"].map(norm) == norm(spec["label"]))
+                  & repro["paper_dataset"].eq(spec["dataset"])
+                  & repro["backbone"].isin(_run_backbones(spec, spec["backbone"]))]
     records = []
     for idx, row in loose.iterrows():
         if idx in used:
             continue
-        base = {c: "" for c in descriptive}
-        base["dataset"] = row["paper_dataset"]
-        for col, keys in spec.get("match", {}).items():
+        base = {"dataset": row["paper_dataset"]}
+        for col, keys in spec["match"].items():
             value = _config_value(row, keys)
             base[col] = "" if value is None else f"{value:g}"
-        records.append(_record(spec, base, row, groups, printed))
+        records.append(_record(spec, base, row, groups))
     return records
 
 
-def _columns(spec, descriptive, printed, records) -> list[str]:
+def _columns(spec, descriptive, printed) -> list[str]:
     order = [*descriptive, *(["frames"] if "published_frames" in spec else [])]
     for col in spec["metrics"]:
         order += [f"paper_{col}"] if col in printed else []
@@ -428,14 +411,13 @@ def _text_columns(name, frame) -> list[str]:
 
 
 def _estimate(row, col) -> "stats.Estimate":
-    return stats.Estimate(int(row["n"]), row.get(col, math.nan), row.get(f"{col}_sd", math.nan),
-                          row.get(f"{col}_lo", math.nan), row.get(f"{col}_hi", math.nan))
+    return stats.Estimate(int(row["n"]), row[col], row[f"{col}_sd"], row[f"{col}_lo"], row[f"{col}_hi"])
 
 
 def _interval_text(row, col) -> str:
     """'0.63 [0.62, 0.64]' (a ratio: no sd shown), 'value (n = 1)' without an interval."""
-    value, lo, hi = (row.get(f"{col}{s}", math.nan) for s in ("", "_lo", "_hi"))
-    if not isinstance(value, float) or not math.isfinite(value):
+    value, lo, hi = (row[f"{col}{s}"] for s in ("", "_lo", "_hi"))
+    if not math.isfinite(value):
         return ""
     if not math.isfinite(lo):
         return f"{stats.number(value)} (n = 1)" if int(row["n"]) == 1 else stats.number(value)
@@ -448,7 +430,7 @@ def display(name, frame):
 
     spec = TABLES[name]
     shown = [c for c in frame.columns if not c.endswith(tuple(f"_{s}" for s in SPREAD))
-             and c not in VERSUS[1:5] and c not in ("gflops_rel_tsn_lo", "gflops_rel_tsn_hi")]
+             and c not in ("top1_vs_tsn_p", "top1_vs_tsn_n")]
     if frame[frame["n"] > 0]["run_dataset"].astype(str).str.startswith("synth-").all():
         shown = [c for c in shown if not c.endswith("_paper_inside_ci")]
     cells = {}
@@ -456,17 +438,22 @@ def display(name, frame):
         if col in spec["metrics"]:
             cells[col] = [stats.describe_text(_estimate(row, col)) for _, row in frame.iterrows()]
         elif col == "top1_vs_tsn":
-            cells[col] = [stats.comparison_text(stats.Estimate(
-                int(row["top1_vs_tsn_n"]) if row["top1_vs_tsn_n"] == row["top1_vs_tsn_n"] else 0,
-                row["top1_vs_tsn"], math.nan, row["top1_vs_tsn_lo"], row["top1_vs_tsn_hi"], row["top1_vs_tsn_p"]))
-                for _, row in frame.iterrows()]
+            cells[col] = [_comparison_text(row) for _, row in frame.iterrows()]
         elif col == "gflops_rel_tsn":
             cells[col] = [_interval_text(row, col) for _, row in frame.iterrows()]
         elif col == "paper_gflops_rel_tsn":
             cells[col] = [stats.number(v) for v in frame[col]]
         else:
             cells[col] = ["" if v is None or v != v else str(v) for v in frame[col]]
-    return pd.DataFrame(cells, columns=shown)
+    return pd.DataFrame(cells)
+
+
+def _comparison_text(row) -> str:
+    """The paired difference with TSN ('' for a row without one: TSN itself, or no run)."""
+    if not math.isfinite(row["top1_vs_tsn"]):
+        return ""
+    return stats.comparison_text(stats.Estimate(int(row["top1_vs_tsn_n"]), row["top1_vs_tsn"], math.nan,
+                                                row["top1_vs_tsn_lo"], row["top1_vs_tsn_hi"], row["top1_vs_tsn_p"]))
 
 
 def _config_lines(spec, matched) -> list[str]:
@@ -474,7 +461,7 @@ def _config_lines(spec, matched) -> list[str]:
     matched runs: which setting a row was reproduced with."""
     lines = []
     for label, (column, text) in spec.get("config_notes", {}).items():
-        rows = matched[matched["row_label"].map(norm) == norm(label)] if not matched.empty else matched
+        rows = matched[matched["row_label"].map(norm) == norm(label)]
         if column in rows.columns and rows[column].notna().any():
             lines.append(text.format(", ".join(f"{v:g}" for v in sorted(rows[column].dropna().unique()))) + ".")
     return lines
@@ -540,12 +527,9 @@ def agreement(frames: dict) -> "object":
         for dataset, rows in done.groupby("dataset", sort=False):
             record = {"table": name, "dataset": dataset}
             for col in INSIDE:
-                if f"paper_{col}" not in rows.columns:
-                    continue
                 tau, p, count = stats.kendall(rows[f"paper_{col}"].map(_paper_number), rows[col])
                 record.update({f"tau_{col}": tau, f"p_{col}": p, f"rows_{col}": count})
-            checked = [v for col in INSIDE for v in rows.get(f"{col}_paper_inside_ci", pd.Series(dtype=str))
-                       if v in ("yes", "no")]
+            checked = [v for col in INSIDE for v in rows[f"{col}_paper_inside_ci"] if v in ("yes", "no")]
             record["inside_ci"] = (f"{checked.count('yes')} of {len(checked)}" if checked else
                                    "n/a (synthetic)" if str(rows["run_dataset"].iloc[0]).startswith("synth-") else "")
             records.append(record)
@@ -561,24 +545,25 @@ def agreement_display(agree):
     for col in ("p_top1", "p_gflops"):
         shown[col] = [stats.p_text(v) for v in agree[col]]
     for col in ("rows_top1", "rows_gflops"):
-        shown[col] = ["" if v != v else str(int(v)) for v in agree[col]]
+        shown[col] = [str(int(v)) for v in agree[col]]
     return shown.astype(str)
 
 
 def agreement_line(rows) -> str:
     """The agreement of one table in a sentence, for its note."""
-    parts = [f"{r['dataset']}: Top-1 {stats.number(r['tau_top1']) or '-'} ({int(r['rows_top1']) if r['rows_top1'] == r['rows_top1'] else 0} rows), "
+    parts = [f"{r['dataset']}: Top-1 {stats.number(r['tau_top1']) or '-'} ({int(r['rows_top1'])} rows), "
              f"GFLOPs {stats.number(r['tau_gflops']) or '-'}" for _, r in rows.iterrows()]
     return ("Rank agreement with the published rows, Kendall's tau (agreement.md): " + "; ".join(parts) + ".") if parts else ""
 
 
 def check_published() -> None:
-    """Every table's CSV exists and holds the columns its spec uses (for tests)."""
+    """Every table's CSV exists and holds the columns its spec uses (for tests): its dataset, the published
+    Top-1 and GFLOPs that the interval checks read, and its `match` settings."""
     for name, spec in TABLES.items():
         path = PAPER_DIR / spec["csv"]
         if not path.is_file():
             raise InputError(path, f"published table of {name} missing")
         pub = published(name)
-        for col in ("dataset", *spec.get("match", {})):
+        for col in ("dataset", *INSIDE, *spec.get("match", {})):
             if col not in pub.columns:
                 raise InputError(path, f"column {col!r} missing", expected=f"columns of {name}")

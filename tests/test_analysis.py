@@ -468,3 +468,136 @@ def test_aggregate_of_named_metrics_files_keeps_frames_points_and_timings(tmp_pa
     timing = aggregate.read_latency(file.parent / "latency.json")
     assert set(timing["points"]["t0.5"]) == set(timing["run"])   # the same columns for runs and points
     assert aggregate.excluded_note(frame.iloc[:0]) == ""
+
+
+def _nan_as_text(row: dict) -> dict:
+    return {k: "nan" if isinstance(v, float) and math.isnan(v) else v for k, v in row.items()}
+
+
+def test_a_run_and_its_eval_point_hold_every_field_of_metrics_json(tmp_path):
+    file = tmp_path / "metrics.json"
+    file.write_text(json.dumps({
+        "run": {"dataset": "synth-jester", "method": "earlyexit", "point": "default", "backbone": "resnet18",
+                "seed": 2.0},
+        "status": " ok ", "title": "Early exit", "paper_label": "Early exit (ResNet)", "top1": 40, "top5": None,
+        "gflops": 1.5, "dense_gflops": 2.0, "params_m": 11.0, "train_time_s": 3.0, "latency_ms": 9.0,
+        "best": {"top1": 42, "epoch": 3}, "epochs": 5, "num_videos": 20, "unreadable": 3,
+        "config": {"data": {"num_segments": 8},
+                   "model": {"lam": {"resnet18": 0.1, "default": 2.0}, "flag": True, "blocks": [1, 2]}},
+        "stats": {"skip": 0.2, "top1": 1.0, "policy": {"frozen": False}, "per_block": [{"skip": 0.1}]},
+        "eval_points": [{"point": "t0.5", "top1": 30, "gflops": 1.0, "num_videos": 7, "exit_rate": 0.5,
+                         "epochs": 2}],
+    }))
+    run_row, point_row = (_nan_as_text(row) for row in aggregate.rows_of(file))
+    base = {"dataset": "synth-jester", "method": "earlyexit", "backbone": "resnet18", "seed": 2, "status": "ok",
+            "trained_point": "default", "title": "Early exit", "paper_label": "Early exit (ResNet)",
+            "num_videos": 20, "unreadable": 3, "top1": 40.0, "top5": "nan", "gflops": 1.5, "dense_gflops": 2.0,
+            "params_m": 11.0, "train_time_s": 3.0, "top1_best": 42.0, "best_epoch": 3, "epochs": 5, "frames": 8,
+            "cfg_lam": 0.1, "cfg_flag": True, "metrics": str(file)}
+    assert run_row == {**base, "point": "default", "latency_ms": 9.0, "skip": 0.2, "stats_top1": 1.0,
+                       "policy_frozen": False}
+    assert type(run_row["seed"]) is int
+    # an eval point: the run's fields and config, its own figures, no run statistics, no timings of its own
+    assert point_row == {**base, "point": "t0.5", "top1": 30.0, "gflops": 1.0, "num_videos": 7,
+                         **dict.fromkeys(aggregate.LATENCY, "nan"), "exit_rate": 0.5, "stats_epochs": 2}
+
+
+def test_a_run_row_falls_back_to_the_method_then_the_title_and_checks_each_field(tmp_path):
+    run = {"dataset": "d", "method": "tsn", "point": "p", "backbone": "b", "seed": 0}
+    file = tmp_path / "metrics.json"
+
+    def row(**fields):
+        file.write_text(json.dumps({"run": run, "top1": 1.0, "gflops": 1.0, **fields}))
+        return aggregate.rows_of(file)
+
+    assert {k: row()[0][k] for k in ("title", "paper_label")} == {"title": "tsn", "paper_label": "tsn"}
+    assert row(title="TSN")[0]["paper_label"] == "TSN"
+    assert row(config={"model": ["not", "a", "mapping"]})[0].keys().isdisjoint({"cfg_0", "cfg_not"})
+    with pytest.raises(InputError, match=rf"^{file}: top1 is None"):
+        row(top1=None)
+    with pytest.raises(InputError, match=rf"^{file}: best\.top1 is 'x'"):
+        row(best={"top1": "x"})
+    with pytest.raises(InputError, match=rf"^{file}: eval_points\[0\]\.top1 is 'x'"):
+        row(eval_points=[{"point": "t", "top1": "x", "gflops": 1.0}])
+    for entry in ({"top1": 1.0, "gflops": 1.0}, {"point": "t", "gflops": 1.0}, {"point": "t", "top1": 1.0}):
+        with pytest.raises(InputError, match=r"eval_points\[0\] is"):
+            row(eval_points=[entry])
+    for broken in ({k: v for k, v in run.items() if k != "seed"}, {**run, "point": None}, {**run, "backbone": ""}):
+        file.write_text(json.dumps({"run": broken, "top1": 1.0, "gflops": 1.0}))
+        with pytest.raises(InputError, match="'run' is"):
+            aggregate.rows_of(file)
+
+
+def test_aggregate_reads_runs_and_named_files_together_and_names_both_duplicates(tmp_path):
+    first = fake_metrics(tmp_path / "a", "synth-sthv1", "tsn", stats={"skip": 0.1}, model={"lam": 0.5})
+    fake_metrics(tmp_path / "b", "synth-sthv1", "tsn", seed=1)
+    out = tmp_path / "summary.csv"
+    aggregate.run(SimpleNamespace(runs=[str(tmp_path / "b")], metrics=[str(first)], out=str(out)))
+    frame = pd.read_csv(out)
+    assert frame["seed"].tolist() == [0, 1]
+    assert list(frame.columns) == [*aggregate.COLUMNS, "skip", "cfg_dropout", "cfg_lam", "metrics"]
+    copy = first.with_name("copy.json")
+    copy.write_text(first.read_text())
+    with pytest.raises(InputError, match=rf"^{copy}: duplicate .* \(also in {first}\)"):
+        aggregate.collect([first, copy])
+
+
+def test_a_summary_keeps_its_names_as_text_and_must_hold_the_key_columns(tmp_path):
+    path = tmp_path / "summary.csv"
+    names = {"dataset": "2025", "method": "007", "point": "0.50", "trained_point": "0.50"}
+    pd.DataFrame([{**names, "backbone": "resnet18", "seed": 0, "top1": 1.0, "gflops": 1.0}]).to_csv(path, index=False)
+    assert aggregate.read_summary(path).iloc[0][list(names)].to_dict() == names
+    pd.DataFrame([{**names, "backbone": "resnet18", "seed": 0, "top1": 1.0}]).to_csv(path, index=False)
+    with pytest.raises(InputError, match=r"summary lacks columns \['gflops'\]"):
+        aggregate.read_summary(path)
+
+
+def test_runs_left_out_are_named_once_each_with_their_status():
+    rows = pd.DataFrame([
+        {"dataset": "d", "method": "earlyexit", "point": p, "trained_point": "default", "backbone": "b", "seed": 0,
+         "status": "diverged: nan"} for p in ("default", "t0.5")]
+        + [{"dataset": "d", "method": "tsn", "point": "default", "trained_point": "default", "backbone": "b",
+            "seed": 1, "status": math.nan}])
+    ok, excluded = aggregate.usable(rows)
+    assert ok["method"].tolist() == ["tsn"] and len(excluded) == 2    # an empty status is ok
+    one_run = ("Left out: 1 run(s) whose status is not ok (2 summary row(s)): "
+               "d/earlyexit/default/b/seed0 (diverged: nan).")
+    assert aggregate.excluded_note(excluded) == one_run
+    # without trained_point (a summary not written by aggregate) each point is a run of its own
+    assert aggregate.excluded_note(excluded.drop(columns="trained_point")) == (
+        "Left out: 2 run(s) whose status is not ok (2 summary row(s)): "
+        "d/earlyexit/default/b/seed0 (diverged: nan); d/earlyexit/t0.5/b/seed0 (diverged: nan).")
+
+
+def test_timings_without_eval_points_fill_the_run_row_only(tmp_path):
+    file = fake_metrics(tmp_path, "synth-sthv1", "tsn")
+    (file.parent / "latency.json").write_text(json.dumps({
+        "latency_ms": {"realized": {"median": 3.0, "p10": 2.5, "p90": 3.5}, "masked": {"median": 4.0}},
+        "throughput_vps": {"realized": {"median": 300.0}, "masked": {"median": 250.0}}}))
+    timing = aggregate.read_latency(file.parent / "latency.json")
+    assert timing["points"] == {} and timing["run"]["throughput_masked_vps"] == 250.0
+
+
+def test_best_figure_of_a_summary_without_it_is_empty():
+    summary = pd.DataFrame([{"top1": 40.0}])
+    assert tables.with_figure(summary, "best")["top1"].isna().all()
+
+
+def test_tables_of_runs_without_policy_shares_or_settings_leave_those_cells_empty():
+    runs = [{"dataset": "synth-sthv1", "method": "adafuse", "point": "skip-only", "backbone": "resnet_tiny",
+             "paper_label": "AdaFuse", "seed": 0, "top1": 20.0, "gflops": 0.5},
+            {"dataset": "synth-sthv2", "method": "adafuse", "point": "tsm-last", "backbone": "resnet50",
+             "paper_label": "AdaFuse", "seed": 0, "top1": 50.0, "gflops": 30.0}]
+    table6, _ = tables.build_table("table6", pd.DataFrame(runs))
+    row = table6[table6["n"] > 0].iloc[0]
+    assert row["method"] == "Ada.Skip" and row["top1"] == 20.0 and math.isnan(row["skip_pct"])
+    # no hidden size or lambda to match a published row by: the run is an extra row with those cells empty
+    table7, _ = tables.build_table("table7", pd.DataFrame(runs))
+    assert table7["n"].tolist() == [0] * 5 + [1]
+    assert table7.iloc[-1][["hidden_units", "lambda", "top1"]].tolist() == ["", "", 50.0]
+
+
+def test_a_published_table_without_a_column_its_spec_reads_is_named(monkeypatch):
+    monkeypatch.setitem(tables.TABLES, "table7", {**tables.TABLES["table7"], "match": {"width": ("cfg_width",)}})
+    with pytest.raises(InputError, match=r"table7_hidden_lambda\.csv: column 'width' missing"):
+        tables.check_published()
