@@ -189,6 +189,10 @@ def test_tsm_shift_div_option_is_used():
     assert (shift(x).view(T, 16)[1] == 3).sum().item() == 16 // 4      # a quarter from the next frame
 
 
+def test_tsm_shifts_the_residual_branch_only_not_the_shortcut():
+    assert not any(block.shift_shortcut for _, block in build("tsm").backbone.blocks())
+
+
 def test_cgnet_theta_target_option_is_used():
     model = build("cgnet", theta_target=0.0, theta_weight=1.0).train()
     out = model(torch.randn(2, T, 3, SIZE, SIZE))

@@ -5,7 +5,7 @@ import torch.nn.functional as F
 from fvcore.nn import FlopCountAnalysis
 from torch import nn
 
-from vidbench.exits import STRICT, exit_index, joint_exit_logits
+from vidbench.exits import STRICT, ExitHead, confident, cumulative_costs, exit_index, joint_exit_logits, threshold_label
 from vidbench.flops import attach
 from vidbench.plugins import get_method
 from vidbench.sparse import set_sparse
@@ -216,3 +216,58 @@ def test_msdnet_first_layer_and_classifier_as_published():
     assert sides(msdnet.FirstLayer([8, 16, 32], small_input=True), 32) == [16, 8, 4]
     classifier = msdnet.Classifier(16, None, CLASSES, dropout=0.3)
     assert [m.p for m in classifier.modules() if isinstance(m, nn.Dropout)] == [0.3]
+
+
+def test_a_confidence_equal_to_its_threshold_exits_and_only_a_threshold_above_one_never_does():
+    certain = torch.tensor([[100.0, 0.0]])          # its float32 softmax is exactly [1, 0]
+    assert confident(certain, torch.tensor(1.0)).item()
+    assert [threshold_label(v) for v in (0.0, 0.5, 1.0, STRICT)] == ["first exit", "thr 0.5", "thr 1",
+                                                                     "no early exit"]
+
+
+def test_cumulative_costs_count_modules_missing_from_the_table_as_free():
+    assert cumulative_costs({"": 10.0, "a": 3.0}, [["a"], ["b"]]) == [10.0, 10.0]
+    assert cumulative_costs({"a": 3.0}, [["a"], ["b"]]) == [0.0, 0.0]
+
+
+def test_exit_costs_are_exact_and_every_statistic_spans_every_checkpoint():
+    model = build("earlyexit", sweep=[0.0, STRICT]).eval()
+    model.costs = {**model.costs, "": model.costs[""] + 2 ** 25 + 1}   # not a float32 number
+    costs = model.exit_costs()
+    assert costs.tolist() == cumulative_costs(model.costs, model.segments())
+    x = clips(3)
+    for sparse in (False, True):                     # every video stops at the first checkpoint
+        model.force_exit = 0
+        set_sparse(model, sparse)
+        with torch.no_grad():
+            out = model(x)
+        assert out.stats["exit_at"].tolist() == [[1.0, 0.0, 0.0]] * 3 and out.losses == {}
+    set_sparse(model, False)
+    model.force_exit = None
+    with torch.no_grad():
+        out = model(x)
+    outputs = {"labels": torch.tensor([0, 1, 2]), **{f"stats.{k}": v for k, v in out.stats.items()}}
+    first, last = model.eval_points(outputs)
+    assert first["exit_share"] == [1.0, 0.0, 0.0] and last["exit_share"] == [0.0, 0.0, 1.0]
+    assert first["gflops"] == pytest.approx(costs[0].item() / 1e9, rel=1e-12)
+    assert last["gflops"] == pytest.approx(costs[-1].item() / 1e9, rel=1e-12)
+    summary = model.summarize({"exit_at": [0.5, 0.25, 0.25]})
+    assert summary["checkpoint_gflops"] == [c / 1e9 for c in costs.tolist()]
+    assert summary["mean_exit"] == 0.75                  # 0 * 0.5 + 1 * 0.25 + 2 * 0.25
+
+
+def test_resnet50_exits_read_each_stage_s_bottleneck_width():
+    model = build("earlyexit", backbone="resnet50")
+    assert [head.features[0].in_channels for head in model.heads[:-1]] == [512, 1024]
+    assert model.heads[-1].fc.in_features == 2048
+    with torch.no_grad():
+        assert model(clips(1)).logits.shape == (1, CLASSES)
+
+
+def test_an_intermediate_head_is_a_strided_3x3_conv_bn_relu_then_pool_dropout_fc():
+    head = ExitHead(16, 5, channels=32, dropout=0.5)
+    conv, bn, relu = head.features[:3]
+    assert (conv.kernel_size, conv.stride, conv.padding, conv.bias) == ((3, 3), (2, 2), (1, 1), None)
+    assert isinstance(bn, nn.BatchNorm2d) and isinstance(relu, nn.ReLU) and head.fc.in_features == 32
+    assert conv(torch.zeros(1, 16, 14, 14)).shape == (1, 32, 7, 7)
+    assert [m.p for m in head.features if isinstance(m, nn.Dropout)] == [0.5]

@@ -51,6 +51,24 @@ def test_shift_moves_channels_between_frames():
     assert torch.equal(online[:, 1:, 0], frames[:, :2, 0]) and torch.equal(online[:, :, 1:], frames[:, :, 1:])
 
 
+def test_a_streamed_online_shift_carries_the_last_frame_of_the_videos_that_go_on():
+    from vidbench.hooks import stream_shifts
+
+    shift = TemporalShift(4, fold_div=8, online=True)
+    x = torch.arange(3 * 2 * 8, dtype=torch.float).view(3 * 2, 8, 1, 1)   # 3 videos, a chunk of 2 frames
+    stream_shifts(shift, 2, keep=torch.tensor([True, False, True]))        # before any call: nothing carried
+    assert shift.last is None
+    shift(x)
+    carried = x.view(3, 2, 8, 1, 1)[:, -1, :1]
+    assert torch.equal(shift.last, carried)
+    stream_shifts(shift, 2)                                                 # all videos go on
+    assert torch.equal(shift.last, carried)
+    stream_shifts(shift, 2, keep=torch.tensor([True, False, True]))
+    assert torch.equal(shift.last, carried[[0, 2]])
+    stream_shifts(shift, None)
+    assert shift.last is None and shift.chunk is None
+
+
 def _torchvision_style_state(backbone):
     state = {k: v.clone() for k, v in backbone.state_dict().items()}
     state["fc.weight"], state["fc.bias"] = torch.randn(1000, backbone.out_features), torch.randn(1000)

@@ -86,7 +86,7 @@ class ExitModel(VideoModel, Realizable):
 
     evaluates_sparse = False    # the threshold sweep of `eval_points` needs every checkpoint's logits
 
-    def __init__(self, num_segments: int, threshold=0.5, sweep=DEFAULT_SWEEP, force_exit: int | None = None):
+    def __init__(self, num_segments: int, threshold, sweep=DEFAULT_SWEEP, force_exit: int | None = None):
         super().__init__(num_segments)
         self.threshold, self.sweep, self.force_exit = threshold, list(sweep), force_exit
 
@@ -207,7 +207,7 @@ class ExitHead(nn.Module):
     """A checkpoint classifier on frame features [N*T, C, H, W] -> frame logits [N*T, K]:
     optional 3x3 stride-2 conv (C -> `channels`) + BN + ReLU, global average pool, dropout, linear."""
 
-    def __init__(self, in_channels: int, num_classes: int, channels: int | None = None, dropout: float = 0.0):
+    def __init__(self, in_channels: int, num_classes: int, channels: int | None, dropout: float):
         super().__init__()
         layers = []
         if channels:

@@ -15,7 +15,7 @@ class TemporalShift(nn.Module):
     (`stream_shifts`): the first frame of a chunk then sees the last frame of the chunk before.
     """
 
-    def __init__(self, num_segments: int, fold_div: int = 8, online: bool = False):
+    def __init__(self, num_segments: int, fold_div: int, online: bool = False):
         super().__init__()
         self.num_segments, self.fold_div, self.online = num_segments, fold_div, online
         self.chunk: int | None = None            # frames per call while streaming
@@ -41,7 +41,7 @@ class TemporalShift(nn.Module):
         return out.view(nt, channels, h, w)
 
 
-def install_shift(backbone: ResNet, num_segments: int, fold_div: int = 8, online: bool = False,
+def install_shift(backbone: ResNet, num_segments: int, fold_div: int, online: bool = False,
                   shortcut: bool = False) -> None:
     """Shift the residual-branch input of every block ("blockres" placement of TSM); `shortcut` also feeds
     the shifted input to the downsample shortcut (AdaFuse^TSM)."""
