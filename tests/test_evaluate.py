@@ -1,10 +1,16 @@
 """The evaluator's numbers: metrics.json holds what the model in eval mode gives on the validation split,
 for every discovered method, and the same numbers on every evaluation."""
+import json
+import platform
+import subprocess
+from types import SimpleNamespace
+
 import pytest
 import torch
 
 from vidbench import io as vio
-from vidbench.engine import build_model, load_spec, make_loader, seed_everything
+from vidbench.engine import SPEC_FILE, build_model, load_spec, make_loader, seed_everything
+from vidbench import evaluate as evaluator
 from vidbench.evaluate import evaluate, run_status
 from vidbench.metrics import accuracy
 from vidbench.plugins import discover
@@ -106,3 +112,36 @@ def test_metrics_carry_the_trained_model_size_and_training_settings(untrained_ru
     assert metrics["params_m"] == pytest.approx(trained["params"] / 1e6)
     assert metrics["training"] == {"amp": "bf16", "processes": 2}
     assert metrics["unreadable_files"] == {"train": [], "eval": []}
+
+
+def test_evaluation_runs_on_the_run_s_threads_and_execution(untrained_run):
+    run_dir = untrained_run("adafuse", **DYNAMIC["adafuse"])
+    spec = json.loads((run_dir / SPEC_FILE).read_text())
+    spec["train"]["threads"], spec["eval"]["execution"] = 2, "masked"
+    trained = vio.load_torch(run_dir / FINAL)
+    vio.write_json(run_dir / SPEC_FILE, spec)
+    vio.save_torch({**trained, "spec": spec}, run_dir / FINAL)
+    threads = torch.get_num_threads()
+    try:
+        metrics = evaluate(run_dir, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    assert metrics["environment"]["threads"] == 2 and metrics["execution"] == "masked"
+    assert metrics["environment"]["device"] == (platform.processor() or "cpu")
+
+
+def test_the_commit_recorded_is_the_one_checked_out(tmp_path):
+    assert evaluator.git_commit(tmp_path) is None                          # not a git checkout
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(tmp_path)]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "x"], check=True)
+    head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    assert evaluator.git_commit(tmp_path) == head and len(head) == 40
+
+
+def test_the_evaluate_command_writes_metrics_and_prints_the_headline(untrained_run, capsys):
+    run_dir = untrained_run("tsn")
+    evaluator.run(SimpleNamespace(run=str(run_dir), no_progress=True))
+    metrics = json.loads((run_dir / evaluator.METRICS).read_text())
+    assert capsys.readouterr().out == (f"{run_dir}: top1 {metrics['top1']:.2f}  top5 {metrics['top5']:.2f}  "
+                                       f"GFLOPs {metrics['gflops']:.4f}\n")

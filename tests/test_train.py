@@ -93,6 +93,7 @@ def test_unreadable_video_is_skipped_and_counted(tmp_path):
     tiny_sthv1(tmp_path, seed=1)
     corrupt_first_video(tmp_path, "val")
     spec = spec_for(tiny_sthv1_config(tmp_path), "tsn")
+    spec["eval"]["batch_size"] = 1        # the first batch holds no readable video, every other batch one
     trainer.train(spec, tmp_path / "run", progress=False)
     metrics = evaluate(tmp_path / "run", progress=False)
     assert metrics["unreadable"] == {"count": 1, "eval": 1, "train": 0} and metrics["num_videos"] == 23

@@ -4,10 +4,12 @@ from __future__ import annotations
 import ctypes
 import json
 import random
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from vidbench import flops
 from vidbench.distributed import Ranks, rank_device
@@ -28,6 +30,11 @@ def keep_freed_memory() -> None:
     m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3
     for option in (m_trim_threshold, m_top_pad, m_mmap_threshold):
         libc.mallopt(option, 256 * 2**20)
+
+
+def progress_bar(batches, desc: str, shown: bool):
+    """The batches, with a progress bar on stderr when `shown` and stderr is a terminal (none in logs)."""
+    return tqdm(batches, desc=desc, leave=False, file=sys.stderr, disable=None if shown else True)
 
 
 def seed_everything(seed: int) -> None:

@@ -3,17 +3,16 @@ from __future__ import annotations
 
 import platform
 import subprocess
-import sys
 from importlib import metadata
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
 from vidbench import io as vio
 from vidbench.devices import claim_for
 from vidbench.data.dataset import Skipped
-from vidbench.engine import SPEC_FILE, build_model, device_of, keep_freed_memory, load_spec, make_loader, seed_everything
+from vidbench.engine import (SPEC_FILE, build_model, device_of, keep_freed_memory, load_spec, make_loader, progress_bar,
+                             seed_everything)
 from vidbench.errors import InputError
 from vidbench.metrics import accuracy
 from vidbench.plugins import get_method
@@ -26,12 +25,10 @@ METRICS = "metrics.json"
 def collect(model, loader, device, progress) -> tuple[dict, int]:
     """Per-video logits, labels, FLOPs and statistics over the whole split (concatenated on the CPU), and the
     number of unreadable videos (a `Skipped`: an int whose `items` name them)."""
-    parts, skipped, files = {}, 0, []
+    parts, files = {}, []
     with torch.no_grad():
-        for clips, labels, n_skipped in tqdm(loader, desc="evaluate", leave=False, file=sys.stderr,
-                                             disable=None if progress else True):
-            skipped += n_skipped
-            files += n_skipped.items
+        for clips, labels, skipped in progress_bar(loader, "evaluate", progress):
+            files += skipped.items
             if len(labels) == 0:
                 continue
             out = model(clips.to(device))
@@ -46,7 +43,7 @@ def environment(device) -> dict:
     packages = {name: _version(name) for name in ("torch", "av", "fvcore", "numpy", "snakemake")}
     return {"python": platform.python_version(), "platform": platform.platform(), "packages": packages,
             "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
-            "threads": torch.get_num_threads(), "git_commit": _git_commit()}
+            "threads": torch.get_num_threads(), "git_commit": git_commit(Path(__file__).parent)}
 
 
 def _version(name):
@@ -56,10 +53,11 @@ def _version(name):
         return None
 
 
-def _git_commit():
+def git_commit(folder: Path) -> str | None:
+    """The commit checked out where `folder` lies (None outside a git checkout, or without git)."""
     try:
         return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
-                              cwd=Path(__file__).parent).stdout.strip() or None
+                              cwd=folder).stdout.strip() or None
     except OSError:
         return None
 
@@ -102,7 +100,7 @@ def evaluate(run_dir, progress: bool = True) -> dict:
     run_dir = Path(run_dir)
     spec = load_spec(run_dir)
     method = get_method(spec["method"])
-    torch.set_num_threads(spec["train"].get("threads", 1))
+    torch.set_num_threads(spec["train"]["threads"])
     keep_freed_memory()
     seed_everything(spec["seed"])
     device = device_of(spec)
@@ -110,7 +108,7 @@ def evaluate(run_dir, progress: bool = True) -> dict:
     model = build_model(spec, trained["costs"])
     model.load_state_dict(trained["model"])
     model.to(device).eval()
-    sparse = set_sparse_evaluation(model, spec["eval"].get("execution", "sparse") == "sparse")
+    sparse = set_sparse_evaluation(model, spec["eval"]["execution"] == "sparse")
     execution = "sparse" if sparse else "masked"
     loader = make_loader(spec, "val", train=False, batch_size=spec["eval"]["batch_size"])
     outputs, skipped = collect(model, loader, device, progress)

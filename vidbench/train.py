@@ -25,7 +25,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
 from vidbench import distributed
 from vidbench import evaluate as evaluation
@@ -35,7 +34,7 @@ from vidbench.data.dataset import num_classes
 from vidbench.devices import claim_for
 from vidbench.distributed import Ranks
 from vidbench.engine import (SPEC_FILE, add_spec_arguments, build_model, device_of, keep_freed_memory, make_loader,
-                             require_pretraining, seed_everything, spec_from_args)
+                             progress_bar, require_pretraining, seed_everything, spec_from_args)
 from vidbench.errors import HarnessError, InputError
 from vidbench.flops import count_params
 from vidbench.metrics import accuracy
@@ -116,8 +115,7 @@ def train_epoch(model, loader, optimizer, cfg, device, epoch, progress, totals, 
     the next step once `stop.signal` is set (in any rank)."""
     model.train()
     started = time.perf_counter()
-    bar = tqdm(loader, desc=f"epoch {epoch + 1}", leave=False, file=sys.stderr,
-               disable=None if progress and ranks.writes else True)  # None: a bar on a terminal, none in logs
+    bar = progress_bar(loader, f"epoch {epoch + 1}", progress and ranks.writes)
     for clips, labels, skipped in bar:
         step = distributed.agree(ranks, len(labels), bool(stop.signal), device)
         if step.stop:
