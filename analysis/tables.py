@@ -214,7 +214,7 @@ def _value(frame, column, transform):
     values = pd.Series(math.nan, index=frame.index)
     for name in (column,) if isinstance(column, str) else column:
         if name in frame.columns:
-            values = values.fillna(pd.to_numeric(frame[name]))
+            values = values.fillna(pd.to_numeric(frame[name], errors="coerce"))
     return values * 100.0 if transform == "pct" else values
 
 

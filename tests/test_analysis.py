@@ -591,6 +591,9 @@ def test_tables_of_runs_without_policy_shares_or_settings_leave_those_cells_empt
     table6, _ = tables.build_table("table6", pd.DataFrame(runs))
     row = table6[table6["n"] > 0].iloc[0]
     assert row["method"] == "Ada.Skip" and row["top1"] == 20.0 and math.isnan(row["skip_pct"])
+    # a share that is no number is left empty as well
+    table6, _ = tables.build_table("table6", pd.DataFrame(runs).assign(skip="n/a"))
+    assert math.isnan(table6.loc[table6["n"] > 0, "skip_pct"].iloc[0])
     # no hidden size or lambda to match a published row by: the run is an extra row with those cells empty
     table7, _ = tables.build_table("table7", pd.DataFrame(runs))
     assert table7["n"].tolist() == [0] * 5 + [1]
