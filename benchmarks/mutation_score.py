@@ -4,7 +4,8 @@
     python benchmarks/mutation_score.py build/mutation/mutants --sample 20    # names of a seeded sample per module
 
 Score = killed / (mutants - equivalent), where killed counts mutants a test failed on (or that timed
-out) and equivalent lists mutant names (one a line, '#' comments) that no test can tell from the
+out: `timeouts` says how many of them timed out, since a mutant can also time out because the machine
+was busy) and equivalent lists mutant names (one a line, '#' comments) that no test can tell from the
 original because they compute the same thing (the README lists each with its reason).
 """
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections import Counter
 from pathlib import Path
 
 KILLED = {1, 3, 36, 24, -24, 152, 255, 37}   # test failure, pytest error, timeouts, type check
+TIMEOUT = {24, -24, 152}
 STATUS = {0: "survived", 33: "no tests", 5: "no tests", None: "not checked"}
 
 
@@ -59,7 +61,8 @@ def main(argv=None):
         return
     equivalent = read_equivalent(args.equivalent)
     total = Counter()
-    print(f"{'module':44} {'mutants':>7} {'tried':>5} {'killed':>6} {'equiv':>5} {'surv':>5}  score (95% interval)")
+    print(f"{'module':44} {'mutants':>7} {'tried':>5} {'killed':>6} {'timeouts':>8} {'equiv':>5} {'surv':>5}  "
+          "score (95% interval)")
     for module, codes in results(args.mutants).items():
         if not codes:
             continue
@@ -70,6 +73,7 @@ def main(argv=None):
             count["tried"] += 1
             key = "equivalent" if name in equivalent else "killed" if code in KILLED else STATUS.get(code, "other")
             count[key] += 1
+            count["timeout"] += key == "killed" and code in TIMEOUT
         total.update(count)
         print(_row(module, count))
     print(_row("TOTAL", total))
@@ -84,7 +88,8 @@ def _row(module, count) -> str:
     scored = count["tried"] - count["equivalent"]
     score = f"{100 * count['killed'] / scored:5.1f}% {wilson(count['killed'], scored)}" if scored else "-"
     not_killed = scored - count["killed"]
-    return (f"{module:44} {count['all']:7} {count['tried']:5} {count['killed']:6} {count['equivalent']:5} "
+    return (f"{module:44} {count['all']:7} {count['tried']:5} {count['killed']:6} {count['timeout']:8} "
+            f"{count['equivalent']:5} "
             f"{not_killed:5}  {score}")
 
 

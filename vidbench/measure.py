@@ -22,7 +22,6 @@ import json
 import os
 import statistics
 import time
-from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -30,8 +29,9 @@ import torch
 from vidbench import io as vio
 from vidbench.devices import claim_for
 from vidbench.engine import build_model, device_of, keep_freed_memory, load_spec, make_loader
-from vidbench.evaluate import load_trained
-from vidbench.sparse import set_sparse
+from vidbench.errors import InputError
+from vidbench.evaluate import METRICS, load_trained
+from vidbench.sparse import Realizable, set_sparse
 
 LATENCY = "latency.json"
 PATHS = ("masked", "realized")
@@ -82,7 +82,12 @@ def exit_latencies(model, videos, device, repeats: int, warmup: int) -> list[flo
     return medians
 
 
-def weighted(latencies: list[float], shares) -> float:
+def weighted(latencies: list[float], shares, source: Path) -> float:
+    """The mean latency of videos stopping at each checkpoint in these shares (one share per checkpoint,
+    read from `source`)."""
+    if len(shares) != len(latencies):
+        raise InputError(source, f"{len(shares)} exit shares for {len(latencies)} checkpoints",
+                         expected="one share per checkpoint of the run's model")
     return sum(latency * share for latency, share in zip(latencies, shares))
 
 
@@ -103,21 +108,21 @@ def measure(run_dir, threads: int | None = None) -> dict:
     """The timing figures of one evaluated run (its metrics.json supplies the exit shares)."""
     run_dir = Path(run_dir)
     spec = load_spec(run_dir)
-    torch.set_num_threads(threads or spec["train"].get("threads", 1))
+    torch.set_num_threads(threads or spec["train"]["threads"])
     device = device_of(spec)
     trained = load_trained(run_dir, spec)
     model = build_model(spec, trained["costs"])
     model.load_state_dict(trained["model"])
     model.to(device).eval()
     settings = spec["eval"]
-    repeats, warmup = int(settings.get("latency_videos", 10)), int(settings.get("latency_warmup", 1))
+    repeats, warmup = settings["latency_videos"], settings["latency_warmup"]
     loader = make_loader(spec, "val", train=False, batch_size=settings["batch_size"])
     batch = next(clips for clips, labels, _ in loader if len(labels)).to(device)
-    videos = [batch[i:i + 1] for i in range(min(len(batch), max(repeats, 1)))]
-    sparse = set_sparse(model, False)
+    videos = [batch[i:i + 1] for i in range(min(len(batch), repeats))]
+    sparse = any(isinstance(module, Realizable) for module in model.modules())
     paths = PATHS if sparse else ("masked",)
     latency = timed(model, videos, device, repeats, warmup, paths)
-    throughput = timed(model, [batch], device, int(settings.get("throughput_batches", 2)), 1, paths)
+    throughput = timed(model, [batch], device, settings["throughput_batches"], 1, paths)
     figures = {
         "latency_ms": {p: spread(latency[p], 1000) for p in paths},
         "throughput_vps": {p: spread([len(batch) / t for t in throughput[p]]) for p in paths},
@@ -139,12 +144,13 @@ def measure(run_dir, threads: int | None = None) -> dict:
 def exit_points(model, run_dir: Path, videos, device, repeats, warmup, masked: dict) -> dict:
     """Early exit: per-checkpoint latencies, the run's latency at its own exit shares and one latency per
     evaluation point."""
-    metrics = json.loads((run_dir / "metrics.json").read_text())
+    source = run_dir / METRICS
+    metrics = json.loads(source.read_text())
     per_exit = exit_latencies(model, videos, device, repeats, warmup)
-    points = [{"point": p["point"], "latency_ms": weighted(per_exit, p["exit_share"]),
-               "latency_masked_ms": masked["median"]} for p in metrics.get("eval_points", [])]
-    return {"checkpoint_latency_ms": per_exit, "expected_latency_ms": weighted(per_exit, metrics["stats"]["exit_at"]),
-            "eval_points": points}
+    points = [{"point": p["point"], "latency_ms": weighted(per_exit, p["exit_share"], source),
+               "latency_masked_ms": masked["median"]} for p in metrics["eval_points"]]
+    return {"checkpoint_latency_ms": per_exit,
+            "expected_latency_ms": weighted(per_exit, metrics["stats"]["exit_at"], source), "eval_points": points}
 
 
 def _device_name(device: torch.device) -> str:
@@ -162,7 +168,7 @@ def add_arguments(parser):
 
 def run(args):
     keep_freed_memory()
-    with claim_for(load_spec(args.runs[0])) if args.runs else nullcontext():
+    with claim_for(load_spec(args.runs[0])):
         measure_runs(args.runs, args.threads)
 
 
