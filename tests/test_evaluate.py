@@ -145,3 +145,48 @@ def test_the_evaluate_command_writes_metrics_and_prints_the_headline(untrained_r
     metrics = json.loads((run_dir / evaluator.METRICS).read_text())
     assert capsys.readouterr().out == (f"{run_dir}: top1 {metrics['top1']:.2f}  top5 {metrics['top5']:.2f}  "
                                        f"GFLOPs {metrics['gflops']:.4f}\n")
+
+
+def test_metrics_name_the_run_and_scale_its_figures(untrained_run, monkeypatch):
+    from vidbench import flops
+    from vidbench.plugins import get_method
+
+    run_dir = untrained_run("tsn")
+    trained = vio.load_torch(run_dir / FINAL)
+    trained.update(train_time_s=12.5, unreadable=["train/a.mp4"])
+    for key in ("amp", "processes"):       # a model.pt written before training recorded them
+        trained.pop(key, None)
+    vio.save_torch(trained, run_dir / FINAL)
+    monkeypatch.setattr(flops, "attach", None)           # the cost table saved by training serves: no new count
+    metrics = evaluate(run_dir, progress=False)
+    spec, method = load_spec(run_dir), get_method("tsn")
+    assert metrics["run"] == {key: spec[key] for key in ("dataset", "method", "point", "backbone", "seed")}
+    assert (metrics["title"], metrics["paper_label"]) == (method.title, method.paper_label)
+    assert metrics["status"].startswith(("ok", "degenerate"))
+    assert metrics["training"] == {"amp": "off", "processes": 1}
+    assert metrics["train_time_s"] == 12.5 and metrics["unreadable_files"]["train"] == ["train/a.mp4"]
+    assert metrics["params_m"] == trained["params"] / 1e6
+    dense = build_model(spec, trained["costs"]).dense_flops
+    assert metrics["gflops"] == pytest.approx(dense / 1e9, rel=1e-6) and metrics["dense_gflops"] == dense / 1e9
+
+
+def test_policy_metrics_hold_the_policy_summary(untrained_run):
+    metrics = evaluate(untrained_run("adafuse"), progress=False)
+    assert "actions" not in metrics["stats"] and 0 <= metrics["stats"]["static_share"] <= 1
+
+
+def test_a_run_is_degenerate_from_exactly_its_share_and_under_half_one_class():
+    labels = torch.tensor([0, 1, 2, 3] * 5)
+    mostly_zero = torch.eye(4)[torch.tensor([0] * 19 + [1])]           # class 0 for exactly 95%
+    assert run_status({}, mostly_zero, labels).startswith("degenerate")
+    half = torch.tensor([0] * 10 + [1, 2, 3, 1, 2, 3, 1, 2, 3, 1])      # the split is exactly 50% class 0
+    assert run_status({}, torch.eye(4)[torch.zeros(20, dtype=torch.long)], half) == "ok"
+    assert run_status({}, torch.eye(4)[:1], torch.tensor([1])) == "ok"  # one video says nothing
+
+
+def test_the_recorded_commit_is_the_harness_checkouts_wherever_it_runs_from(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    monkeypatch.chdir(tmp_path)
+    commit = evaluator.environment(torch.device("cpu"))["git_commit"]
+    assert commit == evaluator.git_commit(Path(evaluator.__file__).parent)

@@ -69,7 +69,7 @@ def run_status(trained: dict, logits: torch.Tensor, labels: torch.Tensor, share:
         return f"diverged: {trained['diverged']}"
     predicted = torch.bincount(logits.argmax(1))
     top, true_top = predicted.max().item() / len(labels), torch.bincount(labels).max().item() / len(labels)
-    if len(labels) > 1 and top >= share and true_top < 0.5:
+    if top >= share and true_top < 0.5:     # one video is one class: never degenerate
         return (f"degenerate: class {predicted.argmax().item()} predicted for {top:.0%} of the validation videos "
                 f"(the most frequent class is {true_top:.0%} of them)")
     return "ok"
@@ -129,7 +129,7 @@ def evaluate(run_dir, progress: bool = True) -> dict:
         "params_m": trained["params"] / 1e6, "train_time_s": trained["train_time_s"],
         "num_videos": len(outputs["labels"]),
         "unreadable": {"count": skipped + trained["skipped"], "eval": skipped, "train": trained["skipped"]},
-        "unreadable_files": {"train": trained.get("unreadable", []), "eval": sorted(p for p, _ in skipped.items if p)},
+        "unreadable_files": {"train": trained["unreadable"], "eval": sorted(p for p, _ in skipped.items if p)},
         "stats": model.summarize(stats) if hasattr(model, "summarize") else stats,
         "config": spec, "environment": environment(device),
     }
