@@ -134,6 +134,18 @@ def measured(untrained_run):
     return make
 
 
+def before_each_forward(monkeypatch, hook):
+    """Every model `vidbench measure` builds calls hook(model, clip) before each forward."""
+    from vidbench import engine
+
+    def build_model(spec, costs):
+        model = engine.build_model(spec, costs)
+        model.register_forward_pre_hook(lambda module, args: hook(module, args[0]))
+        return model
+
+    monkeypatch.setattr(measure, "build_model", build_model)
+
+
 def test_measure_times_batch_1_latency_and_batch_throughput_on_the_first_validation_videos(
         untrained_run, clock, monkeypatch):
     """Each forward takes 2 ms a video on the fake clock, 1 ms more on the realized path."""
@@ -144,17 +156,12 @@ def test_measure_times_batch_1_latency_and_batch_throughput_on_the_first_validat
     spec = engine.load_spec(run_dir)
     calls = []
 
-    def clocked(clip, sparse):
+    def clocked(model, clip):
+        sparse = next(m for m in model.modules() if isinstance(m, Realizable)).sparse
         calls.append((clip.clone(), sparse))
         clock.now += 0.002 * len(clip) + 0.001 * sparse
 
-    def build_model(spec, costs):
-        model = engine.build_model(spec, costs)
-        first_policy = next(m for m in model.modules() if isinstance(m, Realizable))
-        model.register_forward_pre_hook(lambda module, args: clocked(args[0], first_policy.sparse))
-        return model
-
-    monkeypatch.setattr(measure, "build_model", build_model)
+    before_each_forward(monkeypatch, clocked)
     monkeypatch.setattr(flops, "attach", None)           # the cost table saved by training serves: no new count
     figures = measure.measure(run_dir)
     settings = spec["eval"]          # latency_videos 2, warm-up 1, 2 throughput batches (workflow/config/test.yaml)
@@ -185,16 +192,8 @@ def test_the_cpu_is_named_by_its_processor_or_else_its_architecture(monkeypatch)
 
 
 def test_a_static_method_has_one_path_and_its_realized_figures_are_the_masked_ones(measured, monkeypatch):
-    from vidbench import engine
-
     passes = []
-
-    def build_model(spec, costs):
-        model = engine.build_model(spec, costs)
-        model.register_forward_pre_hook(lambda module, args: passes.append(len(args[0])))
-        return model
-
-    monkeypatch.setattr(measure, "build_model", build_model)
+    before_each_forward(monkeypatch, lambda model, clip: passes.append(len(clip)))
     _, figures = measured("tsn")
     assert passes == [1] * (2 + 3) + [16] * (1 + 2)     # warm-up and timed passes of one path
     assert figures["sparse_path"] is False and "max_logit_gap" not in figures
