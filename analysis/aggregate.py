@@ -13,7 +13,9 @@ metrics.json without one is "ok"); tables, plots, claims and statistics use only
 (`usable`) and name the others in their notes.
 The timings of `vidbench measure` (latency.json beside metrics.json) fill the latency and throughput
 columns: `latency_ms` is the realized batch-1 median (p10/p90 beside it), `latency_masked_ms` the same
-model through its masked path; an eval point takes its own realized latency.
+model through its masked path; an eval point takes its own realized latency. An early-exit run's
+`latency_ms` is, like its points', the mean over its exit shares on the whole validation split of the
+latency of a video stopping at each checkpoint (no p10/p90), so that it matches its GFLOPs.
 """
 from __future__ import annotations
 
@@ -160,6 +162,10 @@ def read_latency(file: Path) -> dict:
                "latency_p90_ms": latency["realized"]["p90"], "latency_masked_ms": latency["masked"]["median"],
                "throughput_vps": throughput["realized"]["median"],
                "throughput_masked_vps": throughput["masked"]["median"]}
+        if "expected_latency_ms" in data:
+            # early exit: the median of the first videos, which stop at different checkpoints, is not the
+            # mean cost of the split the run's GFLOPs describe; its exit shares over the split give it
+            run.update(latency_ms=data["expected_latency_ms"], latency_p10_ms=math.nan, latency_p90_ms=math.nan)
         points = {p["point"]: {"latency_ms": p["latency_ms"], "latency_p10_ms": math.nan,
                                "latency_p90_ms": math.nan, "latency_masked_ms": p["latency_masked_ms"],
                                "throughput_vps": math.nan, "throughput_masked_vps": math.nan}

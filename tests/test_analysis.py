@@ -470,6 +470,18 @@ def test_aggregate_of_named_metrics_files_keeps_frames_points_and_timings(tmp_pa
     assert aggregate.excluded_note(frame.iloc[:0]) == ""
 
 
+def test_an_early_exit_runs_latency_is_its_mean_over_the_splits_exit_shares(tmp_path):
+    file = tmp_path / "latency.json"
+    file.write_text(json.dumps({
+        "latency_ms": {"realized": {"median": 1.4, "p10": 1.0, "p90": 3.8}, "masked": {"median": 4.0}},
+        "throughput_vps": {"realized": {"median": 300.0}, "masked": {"median": 250.0}},
+        "checkpoint_latency_ms": [1.0, 4.0], "expected_latency_ms": 2.2}))
+    run = aggregate.read_latency(file)["run"]
+    assert run["latency_ms"] == 2.2            # not the median of the first videos (1.4)
+    assert math.isnan(run["latency_p10_ms"]) and math.isnan(run["latency_p90_ms"])
+    assert (run["latency_masked_ms"], run["throughput_vps"], run["throughput_masked_vps"]) == (4.0, 300.0, 250.0)
+
+
 def _nan_as_text(row: dict) -> dict:
     return {k: "nan" if isinstance(v, float) and math.isnan(v) else v for k, v in row.items()}
 

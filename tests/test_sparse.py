@@ -304,7 +304,9 @@ def test_fold_batch_norm_is_the_conv_then_the_batch_norm():
 
 
 def test_measure_writes_masked_and_realized_figures(tiny_config, tmp_path):
+    from analysis import aggregate
     from vidbench import config as cfg
+    from vidbench import io as vio
     from vidbench import measure
     from vidbench.evaluate import evaluate
     from vidbench.train import train
@@ -330,7 +332,11 @@ def test_measure_writes_masked_and_realized_figures(tiny_config, tmp_path):
     first, last = timing["eval_points"][0], timing["eval_points"][-1]
     assert first["latency_ms"] == pytest.approx(timing["checkpoint_latency_ms"][0])
     assert last["latency_ms"] == pytest.approx(timing["checkpoint_latency_ms"][-1])
-    json.dumps(timing)
+    # the run's row matches its own threshold's point (0.5), whose GFLOPs it shares
+    vio.write_json(tmp_path / "earlyexit" / measure.LATENCY, timing)
+    rows = {row["point"]: row for row in aggregate.collect([tmp_path / "earlyexit" / "metrics.json"])}
+    assert rows["default"]["gflops"] == pytest.approx(rows["thr 0.5"]["gflops"])
+    assert rows["default"]["latency_ms"] == pytest.approx(rows["thr 0.5"]["latency_ms"])
 
 
 def write_run(root, method, gflops, latency, masked, points=()):
